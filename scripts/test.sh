@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit tests and the conformance corpora.
+# README's test command; .ci/run calls this after installing what CI needs.
+# The conformance corpus root is RBUILD_CONFORMANCE (default: ../shared/conformance).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() {
+  command -v "$1" >/dev/null 2>&1 || { echo "missing tool \`$1\`: install $2" >&2; exit 1; }
+}
+need cargo "the Rust toolchain (rustup)"
+need cargo-fmt "rustfmt (rustup component add rustfmt)"
+need cargo-clippy "clippy (rustup component add clippy)"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== conformance corpora (cases per corpus)"
+cargo test -p rbuild-frontend --test conformance --locked -- --nocapture --test-threads 1
+echo "== cargo test (everything)"
+cargo test --workspace --locked
