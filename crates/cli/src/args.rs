@@ -1,0 +1,46 @@
+//! Raw command-line flags (clap). Validation happens in the command modules.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// rbuild: a daemonless Dockerfile build engine.
+#[derive(Debug, Parser)]
+#[command(name = "rbuild", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect how rbuild reads a Dockerfile.
+    #[command(subcommand)]
+    Debug(DebugCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DebugCommand {
+    /// Print the parsed Dockerfile in BuildKit's AST dump format.
+    DumpAst {
+        /// The Dockerfile (`-` for stdin).
+        file: PathBuf,
+    },
+    /// Print the build stages, with ARG/ENV expanded, as JSON.
+    Stages(StagesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StagesArgs {
+    /// Set a build-time variable (`KEY=VALUE`, or `KEY` to take it from the environment).
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub build_args: Vec<String>,
+    /// The stage to build (default: the last one).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Target platform (`os/arch[/variant]`, default: this machine's).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// The Dockerfile (`-` for stdin).
+    pub file: PathBuf,
+}
