@@ -28,6 +28,17 @@ pub enum DebugCommand {
     },
     /// Print the build stages, with ARG/ENV expanded, as JSON.
     Stages(StagesArgs),
+    /// List the files of a build context that .dockerignore lets through.
+    Context(ContextArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ContextArgs {
+    /// The Dockerfile whose `<Dockerfile>.dockerignore` takes precedence (default: CONTEXT/Dockerfile).
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// The build context directory.
+    pub context: PathBuf,
 }
 
 #[derive(Debug, Args)]

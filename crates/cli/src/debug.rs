@@ -19,6 +19,7 @@ pub fn run(cmd: DebugCommand) -> Result<()> {
             write_stdout(&dump(&ast))
         }
         DebugCommand::Stages(args) => stages(args),
+        DebugCommand::Context(args) => crate::context::list(&args),
     }
 }
 

@@ -6,6 +6,7 @@
 //! Dockerfile, bad flag value), 2 a usage error (clap), 101 never (no panics by design).
 
 mod args;
+mod context;
 mod debug;
 mod render;
 

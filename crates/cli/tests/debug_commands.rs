@@ -149,3 +149,83 @@ fn missing_file_is_a_clear_error() {
         "{err}"
     );
 }
+
+fn touch(root: &Path, rel: &str) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, rel).expect("write");
+}
+
+fn context_listing(args: &[&str]) -> Vec<String> {
+    let out = rbuild(args, None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn context_honours_dockerignore_with_exceptions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    for rel in [
+        "Dockerfile",
+        "src/main.rs",
+        "docs/a.md",
+        "docs/README.md",
+        "target/x/y.o",
+        "node_modules/m/i.js",
+    ] {
+        touch(root, rel);
+    }
+    std::fs::write(
+        root.join(".dockerignore"),
+        "# build output\ntarget\n/node_modules/\ndocs/*.md\n!docs/README.md\n",
+    )
+    .expect("write ignore");
+    let ctx = root.to_str().expect("utf-8");
+    assert_eq!(
+        context_listing(&["debug", "context", ctx]),
+        [
+            ".dockerignore",
+            "Dockerfile",
+            "docs",
+            "docs/README.md",
+            "src",
+            "src/main.rs"
+        ]
+    );
+}
+
+#[test]
+fn dockerfile_specific_ignore_file_wins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    for rel in ["app.Dockerfile", "a.txt", "b.txt"] {
+        touch(root, rel);
+    }
+    std::fs::write(root.join(".dockerignore"), "a.txt\n").expect("write ignore");
+    std::fs::write(root.join("app.Dockerfile.dockerignore"), "b.txt\n").expect("write ignore");
+    let ctx = root.to_str().expect("utf-8");
+    let file = root.join("app.Dockerfile");
+    let listing = context_listing(&["debug", "context", "-f", file.to_str().expect("utf-8"), ctx]);
+    assert!(listing.contains(&"a.txt".to_string()), "{listing:?}");
+    assert!(!listing.contains(&"b.txt".to_string()), "{listing:?}");
+}
+
+#[test]
+fn bad_ignore_pattern_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join(".dockerignore"), "ok\n[\n").expect("write ignore");
+    let out = rbuild(
+        &["debug", "context", dir.path().to_str().expect("utf-8")],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Invalid ignore file"));
+}

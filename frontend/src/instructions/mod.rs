@@ -158,12 +158,17 @@ pub enum Instruction {
 /// Types one AST node.
 pub fn parse_instruction(node: &Node) -> Result<Instruction, Diagnostic> {
     let name = node.name();
-    let no_flags = || check(node, &[]);
+    let takes_flags = matches!(
+        name.as_str(),
+        "from" | "run" | "add" | "copy" | "healthcheck"
+    );
+    if KEYWORDS.contains(&name.as_str()) && !takes_flags {
+        check(node, &[])?;
+    }
     Ok(match name.as_str() {
         "from" => Instruction::From(parse_from(node)?),
         "run" => Instruction::Run(parse_run(node)?),
         "cmd" | "entrypoint" => {
-            no_flags()?;
             let command = command(node);
             if name == "cmd" {
                 Instruction::Cmd(command)
@@ -172,7 +177,6 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, Diagnostic> {
             }
         }
         "shell" => {
-            no_flags()?;
             if node.args.is_empty() {
                 return Err(at_least_one(node));
             }
@@ -189,7 +193,6 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, Diagnostic> {
             }
         }
         "label" | "env" => {
-            no_flags()?;
             let pairs = key_values(node)?;
             if name == "env" {
                 Instruction::Env { vars: pairs }
@@ -197,14 +200,10 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, Diagnostic> {
                 Instruction::Label { labels: pairs }
             }
         }
-        "maintainer" => {
-            no_flags()?;
-            Instruction::Maintainer {
-                name: exactly_one(node)?,
-            }
-        }
+        "maintainer" => Instruction::Maintainer {
+            name: exactly_one(node)?,
+        },
         "expose" => {
-            no_flags()?;
             if node.args.is_empty() {
                 return Err(at_least_one(node));
             }
@@ -221,7 +220,6 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, Diagnostic> {
             }
         }
         "volume" => {
-            no_flags()?;
             if node.args.is_empty() {
                 return Err(at_least_one(node));
             }
@@ -235,36 +233,21 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, Diagnostic> {
             }
             Instruction::Volume { paths }
         }
-        "user" => {
-            no_flags()?;
-            Instruction::User {
-                user: exactly_one(node)?,
-            }
-        }
-        "workdir" => {
-            no_flags()?;
-            Instruction::Workdir {
-                path: exactly_one(node)?,
-            }
-        }
-        "stopsignal" => {
-            no_flags()?;
-            Instruction::Stopsignal {
-                signal: exactly_one(node)?,
-            }
-        }
-        "arg" => {
-            no_flags()?;
-            Instruction::Arg {
-                args: parse_arg(node)?,
-            }
-        }
-        "onbuild" => {
-            no_flags()?;
-            Instruction::Onbuild {
-                expression: parse_onbuild(node)?,
-            }
-        }
+        "user" => Instruction::User {
+            user: exactly_one(node)?,
+        },
+        "workdir" => Instruction::Workdir {
+            path: exactly_one(node)?,
+        },
+        "stopsignal" => Instruction::Stopsignal {
+            signal: exactly_one(node)?,
+        },
+        "arg" => Instruction::Arg {
+            args: parse_arg(node)?,
+        },
+        "onbuild" => Instruction::Onbuild {
+            expression: parse_onbuild(node)?,
+        },
         "healthcheck" => Instruction::Healthcheck(healthcheck::parse(node)?),
         _ => return Err(unknown_instruction(node)),
     })

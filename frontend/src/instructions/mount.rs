@@ -113,16 +113,20 @@ pub fn parse_mount(
         };
         let value = expand(raw)?;
         match key.as_str() {
-            "type" => m.kind = match value.to_ascii_lowercase().as_str() {
-                "bind" => MountType::Bind,
-                "cache" => MountType::Cache,
-                "tmpfs" => MountType::Tmpfs,
-                "secret" => MountType::Secret,
-                "ssh" => MountType::Ssh,
-                _ => return Err(format!(
+            "type" => {
+                m.kind = match value.to_ascii_lowercase().as_str() {
+                    "bind" => MountType::Bind,
+                    "cache" => MountType::Cache,
+                    "tmpfs" => MountType::Tmpfs,
+                    "secret" => MountType::Secret,
+                    "ssh" => MountType::Ssh,
+                    _ => {
+                        return Err(format!(
                     "Unsupported mount type `{value}` (expected bind, cache, tmpfs, secret or ssh)"
-                )),
-            },
+                ))
+                    }
+                }
+            }
             "from" => m.from = Some(value),
             "source" | "src" => m.source = Some(value),
             "target" | "dst" | "destination" => m.target = Some(value),
@@ -156,10 +160,20 @@ pub fn parse_mount(
             "env" if m.kind == MountType::Secret => m.env = Some(value),
             "env" => return Err(unexpected_for_type(&key, m.kind)),
             _ => {
-                return Err(format!(
-                    "Unexpected key `{key}` in `{field}` (expected one of {})",
-                    ALL_KEYS.join(", ")
-                ))
+                let closest = ALL_KEYS
+                    .iter()
+                    .map(|k| (super::flags::edit_distance(k, &key), *k))
+                    .min()
+                    .filter(|(d, _)| *d <= 2);
+                return Err(match closest {
+                    Some((_, k)) => {
+                        format!("Unexpected key `{key}` in `{field}`; did you mean `{k}`?")
+                    }
+                    None => format!(
+                        "Unexpected key `{key}` in `{field}` (expected one of {})",
+                        ALL_KEYS.join(", ")
+                    ),
+                });
             }
         }
     }

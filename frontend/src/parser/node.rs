@@ -95,6 +95,17 @@ impl Node {
         }
     }
 
+    /// A diagnostic pointing at the first flag whose text contains `needle` (e.g. the value of
+    /// `--mount=...` or `--from=...`), or at the keyword.
+    pub fn diagnostic_on_flag_text(&self, message: impl Into<String>, needle: &str) -> Diagnostic {
+        let index = self
+            .flags
+            .iter()
+            .position(|f| f.text.contains(needle))
+            .unwrap_or(usize::MAX);
+        self.diagnostic_on_flag(message, index)
+    }
+
     /// Whether heredocs are looked for after this line: RUN, COPY, ADD (also as ONBUILD's
     /// trigger) in non-JSON form.
     pub(crate) fn can_contain_heredoc(&self) -> bool {

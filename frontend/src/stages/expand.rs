@@ -307,11 +307,13 @@ impl StageContext<'_> {
                     let mount = parse_mount(raw, &mut |v| {
                         lexer.process_word(v, env).map_err(|e| e.message)
                     })
-                    .map_err(|e| node.diagnostic_on(format!("Invalid --mount: {e}"), raw))?;
+                    .map_err(|e| {
+                        node.diagnostic_on_flag_text(format!("Invalid --mount: {e}"), raw)
+                    })?;
                     let source_of = match (&mount.from, mount.kind) {
                         (Some(from), _) => Some(
                             stage_ref(from, self.index, self.names)
-                                .map_err(|e| node.diagnostic_on(e, raw))?,
+                                .map_err(|e| node.diagnostic_on_flag_text(e, raw))?,
                         ),
                         (None, crate::instructions::MountType::Bind) => Some(Source::Context),
                         _ => None,

@@ -408,7 +408,7 @@ fn stage_dependencies(
                 if let Some(raw) = &copy.from {
                     let value = expand::word(lexer, p.node, raw, meta_env)?;
                     let source = stage_ref(&value, index, names)
-                        .map_err(|e| p.node.diagnostic_on(e, raw))?;
+                        .map_err(|e| p.node.diagnostic_on_flag_text(e, raw))?;
                     from_source = Some(source);
                 }
             }
@@ -416,7 +416,7 @@ fn stage_dependencies(
                 for raw in &run.mounts {
                     if let Some(from) = expand::mount_from(raw) {
                         let source = stage_ref(&from, index, names)
-                            .map_err(|e| p.node.diagnostic_on(e, raw))?;
+                            .map_err(|e| p.node.diagnostic_on_flag_text(e, raw))?;
                         if let Source::Stage { index } = source {
                             deps.insert(index);
                         }

@@ -180,3 +180,21 @@ fn heredoc_copy_content_is_expanded_unless_quoted() {
     assert_eq!(copy.inline_sources[0].content, "\"v\"\n");
     assert_eq!(copy.inline_sources[1].content, "$N\n");
 }
+
+#[test]
+fn flag_value_errors_point_at_the_flag() {
+    let e = plan(
+        "FROM scratch\nRUN --network=none --mount=type=cache,taget=/x make\n",
+        &[],
+        None,
+    )
+    .expect_err("bad mount key");
+    assert_eq!((e.position.line, e.position.column), (2, 20));
+    assert!(
+        e.message.contains("did you mean `target`?"),
+        "{}",
+        e.message
+    );
+    let e = plan("FROM scratch\nCOPY --chown=1 --from=9 a b\n", &[], None).expect_err("bad index");
+    assert_eq!((e.position.line, e.position.column), (2, 16));
+}
