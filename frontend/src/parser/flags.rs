@@ -24,24 +24,24 @@ enum Phase {
 /// Splits the flags off `line` (the text after the keyword). Returns the byte offset in `line`
 /// where the rest starts and the flags, whose offsets are relative to `line` plus `base`.
 pub(crate) fn extract_flags(line: &str, escape: char, base: usize) -> (usize, Vec<FlagWord>) {
-    let chars: Vec<(usize, char)> = line.char_indices().collect();
     let mut flags = Vec::new();
     let mut word = String::new();
     let mut word_start = 0;
     let mut blank_ok = false;
     let mut phase = Phase::Spaces;
-    let mut k = 0;
-    while let Some(&(pos, ch)) = chars.get(k) {
+    let mut chars = line.char_indices().peekable();
+    while let Some((pos, ch)) = chars.next() {
         match phase {
             Phase::Spaces => {
                 if ch.is_whitespace() {
-                    k += 1;
                     continue;
                 }
-                if ch != '-' || chars.get(k + 1).map(|c| c.1) != Some('-') {
+                if ch != '-' || chars.peek().map(|c| c.1) != Some('-') {
                     return (pos, flags);
                 }
+                // The first `-` of a flag word: neither blank, quote nor escape.
                 word_start = pos;
+                word.push(ch);
                 phase = Phase::Word;
             }
             Phase::Word => {
@@ -55,37 +55,31 @@ pub(crate) fn extract_flags(line: &str, escape: char, base: usize) -> (usize, Ve
                             offset: base + word_start,
                         });
                     }
-                    word.clear();
                     blank_ok = false;
                     phase = Phase::Spaces;
                 } else if ch == '\'' || ch == '"' {
                     phase = Phase::Quote(ch);
                     blank_ok = true;
                 } else if ch == escape {
-                    if let Some(&(_, next)) = chars.get(k + 1) {
+                    // An escape at the very end is dropped.
+                    if let Some((_, next)) = chars.next() {
                         word.push(next);
-                        k += 1;
                     }
                 } else {
                     word.push(ch);
                 }
-                k += 1;
             }
             Phase::Quote(quote) => {
                 if ch == quote {
                     phase = Phase::Word;
                 } else if ch == escape {
-                    match chars.get(k + 1) {
-                        Some(&(_, next)) => {
-                            word.push(next);
-                            k += 1;
-                        }
+                    match chars.next() {
+                        Some((_, next)) => word.push(next),
                         None => phase = Phase::Word,
                     }
                 } else {
                     word.push(ch);
                 }
-                k += 1;
             }
         }
     }

@@ -123,7 +123,7 @@ pub fn parse(source: &str) -> Result<Ast, Diagnostic> {
             .map_err(|d| d.until_line(next))?;
         node.start_line = line_number;
         node.comments = std::mem::take(&mut comments);
-        if node.can_contain_heredoc() && node.original.contains("<<") {
+        if node.original.contains("<<") && node.can_contain_heredoc() {
             let markers = heredoc::heredocs_in_line(&node.original).map_err(|message| {
                 node.diagnostic_on(format!("Invalid heredoc: {message}"), "<<")
             })?;

@@ -109,11 +109,11 @@ impl Node {
     /// Whether heredocs are looked for after this line: RUN, COPY, ADD (also as ONBUILD's
     /// trigger) in non-JSON form.
     pub(crate) fn can_contain_heredoc(&self) -> bool {
-        let node = match (&self.subcommand, self.name().as_str()) {
-            (Some(sub), "onbuild") => sub.as_ref(),
+        let node = match &self.subcommand {
+            Some(sub) if self.name() == "onbuild" => sub.as_ref(),
             _ => self,
         };
-        matches!(node.name().as_str(), "add" | "copy" | "run") && !node.json
+        !node.json && matches!(node.name().as_str(), "add" | "copy" | "run")
     }
 }
 

@@ -165,9 +165,19 @@ impl Lexer {
 
     /// Expands `word` into a single string (BuildKit `ProcessWord`): whitespace is kept.
     pub fn process_word(&self, word: &str, env: &dyn Env) -> Result<String, ShellError> {
+        if self.is_literal(word) {
+            return Ok(word.to_string());
+        }
         expand::Expander::new(self, env, word, false)
             .run()
             .map(|level| level.text)
+    }
+
+    /// Whether expansion would return `word` unchanged: it has no `$`, no quote, no escape
+    /// character and no leading byte-order mark (the only things the lexer transforms). Most
+    /// instruction words are like this; they are returned without running the lexer.
+    fn is_literal(&self, word: &str) -> bool {
+        !word.starts_with('\u{feff}') && !word.contains(['$', '\'', '"', self.escape])
     }
 
     /// Expands `word` and splits it into words on unquoted whitespace, including whitespace

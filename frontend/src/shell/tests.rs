@@ -526,3 +526,24 @@ fn arbitrary_input_never_panics() {
         }
     }
 }
+
+#[test]
+fn literal_fast_path_agrees_with_the_lexer() {
+    let env: Vec<(String, String)> = vec![("A".into(), "x".into())];
+    for word in [
+        "plain",
+        "with space",
+        "/usr/local/bin",
+        "a\tb",
+        "",
+        "한국어",
+        "x=1,y=2",
+        "`tick",
+    ] {
+        let lexer = Lexer::new('\\');
+        let full = super::expand::Expander::new(&lexer, &env, word, false)
+            .run()
+            .map(|l| l.text);
+        assert_eq!(lexer.process_word(word, &env), full, "{word:?}");
+    }
+}
