@@ -1,4 +1,8 @@
-//! rbuild-snapshotter: content store, overlay snapshots, diff → layer and layer → tree.
+//! rbuild-snapshotter: where filesystem states live and how they become layers.
 //!
-//! Not written yet (issue 3). The crate exists so the workspace has its final layout; it exports
-//! nothing, and nothing depends on it. See docs/ARCHITECTURE.md for the design it will follow.
+//! - [`snapshots`]: committed layers with parent chains; writable views as overlayfs mounts.
+//!
+//! Written so far: snapshots. The content store, diff → layer and layer → tree modules are
+//! being added (issue 3); see docs/ARCHITECTURE.md.
+
+pub mod snapshots;

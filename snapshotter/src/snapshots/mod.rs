@@ -1,0 +1,361 @@
+//! Snapshots: committed filesystem layers and the views builds work in.
+//!
+//! ```text
+//! <state root>/snapshots-v1/
+//!   committed/<id>/fs        one layer, in overlayfs form (whiteouts are 0/0 char devices,
+//!                            opaque dirs carry trusted.overlay.opaque=y): an overlay lowerdir
+//!   committed/<id>/parent    the parent snapshot's id (absent for a bottom layer)
+//!   active/<n>/              a view in use: upper/ work/ merged/ and group mount points g<k>/
+//! ```
+//! A committed snapshot never changes. [`Snapshotter::prepare`] gives a [`View`] of a chain: an
+//! overlayfs mount whose lowerdirs are the chain (top first) over a fresh upperdir; the upperdir
+//! is exactly the step's diff, read by the layer writer without walking the lowers. A view with
+//! no parent needs no mount at all: its root *is* its upperdir (the plain-directory backend).
+//!
+//! **Long chains.** The kernel takes mount options in one page (4096 bytes), which holds about
+//! 40 lowerdir paths of this layout. Longer chains are split into groups that each fit; each
+//! group is mounted as a read-only overlay (lowerdirs only) and the group mount points become
+//! the lowers of the view's overlay. Overlay on overlay is within the kernel's stacking limit of
+//! two, nothing is copied, and a chain of up to ~1500 layers works.
+//!
+//! **Cleanup.** A view's mounts are unmounted (lazily detached, so a busy mount cannot block
+//! it) and its directory removed when the view is committed or dropped, also on error paths and
+//! when a build is cancelled (drop runs during unwinding). rbuild also runs in a private mount
+//! namespace, so a `kill -9` leaves no mount behind either (the namespace dies with the process).
+//!
+//! **Crash safety.** Commit builds `committed/<id>` under `active/<n>/commit` and renames it into
+//! place: a snapshot is there complete or not at all. Two processes committing the same id race
+//! harmlessly: the first rename wins and the loser's copy is discarded (same content by
+//! construction: ids are cache keys).
+
+mod mounts;
+#[cfg(test)]
+mod tests;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mounts::{mount_overlay, unmount_detach, OverlayOptions};
+
+/// Bytes of mount options the kernel accepts (one page); we keep a margin for the other options.
+const MOUNT_DATA_LIMIT: usize = 3800;
+
+/// Why a snapshot operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("Invalid snapshot id `{0}` (expected 1-128 characters of [A-Za-z0-9_.-])")]
+    InvalidId(String),
+    #[error("Snapshot `{0}` does not exist")]
+    NotFound(String),
+    #[error("Snapshot chain of `{0}` is corrupt: {1}")]
+    Corrupt(String, String),
+    #[error("Failed to {action} `{}`", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("Failed to mount the overlay at `{}` (is overlayfs available and are we root?)", target.display())]
+    Mount {
+        target: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> SnapshotError + 'a {
+    move |source| SnapshotError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A snapshot id: 1-128 characters of `[A-Za-z0-9_.-]`, not `.` or `..` (a safe directory name).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SnapshotId(String);
+
+impl SnapshotId {
+    pub fn new(id: impl Into<String>) -> Result<Self, SnapshotError> {
+        let id = id.into();
+        let valid = !id.is_empty()
+            && id.len() <= 128
+            && id != "."
+            && id != ".."
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        if valid {
+            Ok(SnapshotId(id))
+        } else {
+            Err(SnapshotError::InvalidId(id))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The snapshot store under a state root.
+#[derive(Debug)]
+pub struct Snapshotter {
+    committed: PathBuf,
+    active: PathBuf,
+}
+
+/// Distinguishes views made by this process; the pid distinguishes processes.
+static NEXT_VIEW: AtomicU64 = AtomicU64::new(0);
+
+impl Snapshotter {
+    /// Opens (creating if needed) `<state_root>/snapshots-v1`.
+    pub fn open(state_root: &Path) -> Result<Self, SnapshotError> {
+        let root = state_root.join("snapshots-v1");
+        let committed = root.join("committed");
+        let active = root.join("active");
+        for dir in [&committed, &active] {
+            fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        }
+        Ok(Snapshotter { committed, active })
+    }
+
+    fn dir(&self, id: &SnapshotId) -> PathBuf {
+        self.committed.join(id.as_str())
+    }
+
+    /// Whether `id` is committed.
+    pub fn exists(&self, id: &SnapshotId) -> bool {
+        self.dir(id).join("fs").is_dir()
+    }
+
+    /// The layer directory of a committed snapshot.
+    pub fn layer_dir(&self, id: &SnapshotId) -> PathBuf {
+        self.dir(id).join("fs")
+    }
+
+    /// The parent of a committed snapshot.
+    pub fn parent(&self, id: &SnapshotId) -> Result<Option<SnapshotId>, SnapshotError> {
+        if !self.exists(id) {
+            return Err(SnapshotError::NotFound(id.0.clone()));
+        }
+        let path = self.dir(id).join("parent");
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(SnapshotId::new(text.trim())?)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("read", &path)(e)),
+        }
+    }
+
+    /// The layer directories of `id` and its ancestors, top first.
+    pub fn chain(&self, id: &SnapshotId) -> Result<Vec<PathBuf>, SnapshotError> {
+        let mut out = Vec::new();
+        let mut next = Some(id.clone());
+        while let Some(current) = next {
+            if out.len() > 10_000 {
+                return Err(SnapshotError::Corrupt(id.0.clone(), "parent cycle".into()));
+            }
+            out.push(self.layer_dir(&current));
+            next = self.parent(&current)?;
+        }
+        Ok(out)
+    }
+
+    /// A writable view of `parent` (or of an empty tree).
+    pub fn prepare(&self, parent: Option<&SnapshotId>) -> Result<View, SnapshotError> {
+        let n = NEXT_VIEW.fetch_add(1, Ordering::Relaxed);
+        let dir = self.active.join(format!("{}-{n}", std::process::id()));
+        fs::create_dir(&dir).map_err(io_err("create", &dir))?;
+        let mut view = View {
+            dir: dir.clone(),
+            upper: dir.join("upper"),
+            root: dir.join("upper"),
+            mounts: Vec::new(),
+        };
+        fs::create_dir(&view.upper).map_err(io_err("create", &view.upper))?;
+        let Some(parent) = parent else {
+            return Ok(view);
+        };
+        let lowers = self.chain(parent)?;
+        let work = dir.join("work");
+        let merged = dir.join("merged");
+        for d in [&work, &merged] {
+            fs::create_dir(d).map_err(io_err("create", d))?;
+        }
+        let lowers = view.group_lowers(lowers)?;
+        let options = OverlayOptions {
+            lowers: &lowers,
+            upper: Some((&view.upper, &work)),
+        };
+        mount_overlay(&merged, &options).map_err(|source| SnapshotError::Mount {
+            target: merged.clone(),
+            source,
+        })?;
+        view.mounts.push(merged.clone());
+        view.root = merged;
+        Ok(view)
+    }
+
+    /// Commits a view as snapshot `id` with `parent`. Idempotent: an existing `id` is kept.
+    pub fn commit(
+        &self,
+        mut view: View,
+        id: &SnapshotId,
+        parent: Option<&SnapshotId>,
+    ) -> Result<(), SnapshotError> {
+        view.unmount_all()?;
+        let staging = view.dir.join("commit");
+        fs::create_dir(&staging).map_err(io_err("create", &staging))?;
+        let fs_dir = staging.join("fs");
+        fs::rename(&view.upper, &fs_dir).map_err(io_err("move", &view.upper))?;
+        if let Some(parent) = parent {
+            let path = staging.join("parent");
+            fs::write(&path, parent.as_str()).map_err(io_err("write", &path))?;
+        }
+        sync_dir(&staging)?;
+        let target = self.dir(id);
+        match fs::rename(&staging, &target) {
+            Ok(()) => sync_dir(&self.committed),
+            // Another build committed the same id first: keep theirs.
+            Err(e) if target.join("fs").is_dir() => {
+                let _ = e;
+                Ok(())
+            }
+            Err(e) => Err(io_err("commit", &target)(e)),
+        }
+    }
+
+    /// Commits an already populated directory (e.g. an applied layer in overlay form) as `id`.
+    /// The directory is moved, not copied; it must be on the same filesystem as the state root.
+    pub fn commit_dir(
+        &self,
+        dir: &Path,
+        id: &SnapshotId,
+        parent: Option<&SnapshotId>,
+    ) -> Result<(), SnapshotError> {
+        let view = self.prepare(None)?;
+        fs::remove_dir(&view.upper).map_err(io_err("remove", &view.upper))?;
+        fs::rename(dir, &view.upper).map_err(io_err("move", dir))?;
+        self.commit(view, id, parent)
+    }
+
+    /// Deletes a committed snapshot. Callers (GC) make sure nothing uses it.
+    pub fn remove(&self, id: &SnapshotId) -> Result<bool, SnapshotError> {
+        let dir = self.dir(id);
+        if !dir.exists() {
+            return Ok(false);
+        }
+        // Rename first so a crash mid-delete never leaves a half snapshot under its id.
+        let n = NEXT_VIEW.fetch_add(1, Ordering::Relaxed);
+        let doomed = self.active.join(format!("{}-{n}-rm", std::process::id()));
+        fs::rename(&dir, &doomed).map_err(io_err("remove", &dir))?;
+        fs::remove_dir_all(&doomed).map_err(io_err("remove", &doomed))?;
+        Ok(true)
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), SnapshotError> {
+    fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err("sync", dir))
+}
+
+/// A writable view of a snapshot chain. Unmounted and removed on drop.
+#[derive(Debug)]
+pub struct View {
+    dir: PathBuf,
+    upper: PathBuf,
+    root: PathBuf,
+    /// Mounted targets, in mount order (unmounted in reverse).
+    mounts: Vec<PathBuf>,
+}
+
+impl View {
+    /// The root filesystem the step sees.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The upperdir: everything the step changed, in overlayfs form.
+    pub fn upper(&self) -> &Path {
+        &self.upper
+    }
+
+    /// Splits `lowers` into groups that fit the mount option limit; each group beyond the first
+    /// page is mounted read-only and replaced by its mount point.
+    fn group_lowers(&mut self, lowers: Vec<PathBuf>) -> Result<Vec<PathBuf>, SnapshotError> {
+        if option_len(&lowers) <= MOUNT_DATA_LIMIT {
+            return Ok(lowers);
+        }
+        let mut groups: Vec<Vec<PathBuf>> = vec![Vec::new()];
+        for lower in lowers {
+            let mut candidate = groups.last().cloned().unwrap_or_default();
+            candidate.push(lower.clone());
+            if option_len(&candidate) > MOUNT_DATA_LIMIT {
+                groups.push(vec![lower]);
+            } else if let Some(last) = groups.last_mut() {
+                last.push(lower);
+            }
+        }
+        let mut points = Vec::with_capacity(groups.len());
+        for (k, group) in groups.iter().enumerate() {
+            if group.len() == 1 {
+                points.extend(group.iter().cloned());
+                continue;
+            }
+            let point = self.dir.join(format!("g{k}"));
+            fs::create_dir(&point).map_err(io_err("create", &point))?;
+            let options = OverlayOptions {
+                lowers: group,
+                upper: None,
+            };
+            mount_overlay(&point, &options).map_err(|source| SnapshotError::Mount {
+                target: point.clone(),
+                source,
+            })?;
+            self.mounts.push(point.clone());
+            points.push(point);
+        }
+        if option_len(&points) > MOUNT_DATA_LIMIT {
+            return Err(SnapshotError::Corrupt(
+                self.dir.display().to_string(),
+                format!("chain too long even when grouped ({} groups)", points.len()),
+            ));
+        }
+        Ok(points)
+    }
+
+    fn unmount_all(&mut self) -> Result<(), SnapshotError> {
+        while let Some(target) = self.mounts.pop() {
+            if let Err(source) = unmount_detach(&target) {
+                self.mounts.push(target.clone());
+                return Err(io_err("unmount", &target)(source));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Length of `lowerdir=a:b:...` for these paths.
+fn option_len(lowers: &[PathBuf]) -> usize {
+    "lowerdir=".len()
+        + lowers
+            .iter()
+            .map(|p| p.as_os_str().len() + 1)
+            .sum::<usize>()
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        // Only remove the directory once nothing is mounted below it: removing through a live
+        // overlay would write whiteouts instead of freeing space.
+        if self.unmount_all().is_ok() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
