@@ -8,9 +8,11 @@
 //!   `blobs/sha256/...`) and a `docker load` archive (`manifest.json` pointing into `blobs/`), as
 //!   BuildKit's docker exporter writes it. Blobs come from a [`archive::BlobSource`], so this
 //!   crate never depends on where they are stored.
+//! - [`import`]: OCI layouts (tar or directory) and docker-archives read into a [`import::BlobStore`].
 
 pub mod archive;
 pub mod canonical;
+pub mod import;
 pub mod media_types;
 pub mod model;
 
