@@ -1,8 +1,9 @@
 //! rbuild-snapshotter: where filesystem states live and how they become layers.
 //!
+//! - [`content`]: blobs by digest, written atomically and verified (`content-v1/`).
 //! - [`snapshots`]: committed layers with parent chains; writable views as overlayfs mounts.
 //!
-//! Written so far: snapshots. The content store, diff → layer and layer → tree modules are
-//! being added (issue 3); see docs/ARCHITECTURE.md.
+//! Still to come (issue 3): diff → layer and layer → tree; see docs/ARCHITECTURE.md.
 
+pub mod content;
 pub mod snapshots;

@@ -1,0 +1,175 @@
+//! rbuild-test: fixtures for tests that use real components.
+//!
+//! - [`require_tool`]: a missing tool fails the test with the Debian package to install, never a
+//!   silent skip.
+//! - [`Dockerd`]: a private dockerd (own data-root, exec-root and socket, no iptables, no bridge)
+//!   started for a test and always stopped, with its mounts, when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Finds `tool` on PATH (or at an absolute path), or panics naming the package to install.
+pub fn require_tool(tool: &str, package: &str) -> PathBuf {
+    if Path::new(tool).is_absolute() && Path::new(tool).exists() {
+        return PathBuf::from(tool);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(tool);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!("`{tool}` is required by this test: install the Debian package `{package}` (apt-get install {package}); .ci/run installs it in CI");
+}
+
+/// Panics unless running as root (namespaces, overlay, dockerd).
+pub fn require_root() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test needs root (mounts, namespaces, dockerd); CI runs as root"
+    );
+}
+
+/// A private dockerd for one test. Stopped (SIGTERM, then SIGKILL after 20 s) on drop.
+#[derive(Debug)]
+pub struct Dockerd {
+    child: Child,
+    dir: tempfile::TempDir,
+    socket: PathBuf,
+    client: PathBuf,
+}
+
+impl Dockerd {
+    /// Starts dockerd (Debian `docker.io`) and waits until it answers.
+    pub fn start() -> Dockerd {
+        require_root();
+        let dockerd = require_tool("/usr/sbin/dockerd", "docker.io");
+        let client = require_tool("/usr/bin/docker", "docker.io");
+        require_tool("containerd", "containerd");
+        let dir = tempfile::Builder::new()
+            .prefix("rbuild-dockerd-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a dockerd directory: {e}"));
+        let socket = dir.path().join("docker.sock");
+        let log = std::fs::File::create(dir.path().join("dockerd.log"))
+            .unwrap_or_else(|e| panic!("cannot create the dockerd log: {e}"));
+        let child = Command::new(dockerd)
+            .arg("--data-root")
+            .arg(dir.path().join("data"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("--pidfile")
+            .arg(dir.path().join("docker.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", socket.display()))
+            .args([
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+                "--log-level=warn",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap_or_else(|e| panic!("log: {e}")))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start dockerd: {e}"));
+        let mut daemon = Dockerd {
+            child,
+            dir,
+            socket,
+            client,
+        };
+        daemon.wait_ready();
+        daemon
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("dockerd exited early ({status}); log:\n{}", self.log());
+            }
+            if self.socket.exists()
+                && self
+                    .docker(&["version", "--format", "{{.Server.Version}}"])
+                    .status
+                    .success()
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("dockerd did not answer within 60 s; log:\n{}", self.log());
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
+    }
+
+    /// `unix://...` address of the daemon, for `DOCKER_HOST`.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// Runs the docker client against this daemon.
+    pub fn docker(&self, args: &[&str]) -> std::process::Output {
+        Command::new(&self.client)
+            .env("DOCKER_HOST", self.host())
+            .env("DOCKER_CONFIG", self.dir.path().join("client"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run docker: {e}"))
+    }
+
+    /// Runs docker and returns stdout, panicking with stderr on failure.
+    pub fn docker_ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            out.status.success(),
+            "docker {args:?} failed: {}\ndockerd log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        // Anything dockerd left mounted under its roots (overlay, shm, netns) goes before the
+        // directory is removed, so the test leaves no mounts behind.
+        unmount_below(self.dir.path());
+    }
+}
+
+/// Detaches every mount at or below `dir`, deepest first.
+pub fn unmount_below(dir: &Path) {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let prefix = dir.to_string_lossy().into_owned();
+    let mut targets: Vec<&str> = info
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .filter(|target| target.starts_with(&prefix))
+        .collect();
+    targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+    for target in targets {
+        let _ = rustix::mount::unmount(target, rustix::mount::UnmountFlags::DETACH);
+    }
+}
