@@ -64,7 +64,14 @@ fn parse_json(rest: &str) -> Json {
     if !trimmed.starts_with('[') {
         return Json::Invalid;
     }
-    match serde_json::from_str::<Vec<serde_json::Value>>(trimmed) {
+    let repaired;
+    let text = if trimmed.contains("\\u") {
+        repaired = replace_lone_surrogates(trimmed);
+        repaired.as_str()
+    } else {
+        trimmed
+    };
+    match serde_json::from_str::<Vec<serde_json::Value>>(text) {
         Ok(values) => {
             let mut out = Vec::with_capacity(values.len());
             for value in values {
@@ -81,6 +88,66 @@ fn parse_json(rest: &str) -> Json {
         }
         Err(_) => Json::Invalid,
     }
+}
+
+/// Go's JSON decoder turns a `\\uD800`-`\\uDFFF` escape that is not half of a valid pair into
+/// U+FFFD; serde_json rejects it. Rewrite exactly those escapes (inside strings) to `\\ufffd`.
+fn replace_lone_surrogates(json: &str) -> String {
+    let hex_at = |i: usize| -> Option<u32> {
+        let digits = json.get(i..i + 4)?;
+        u32::from_str_radix(digits, 16)
+            .ok()
+            .filter(|_| digits.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    let escape_at = |i: usize| -> Option<u32> {
+        if json.get(i..i + 2) == Some("\\u") {
+            hex_at(i + 2)
+        } else {
+            None
+        }
+    };
+    let mut out = String::with_capacity(json.len());
+    let mut in_string = false;
+    let mut i = 0;
+    while let Some(c) = json[i..].chars().next() {
+        if !in_string {
+            in_string = c == '"';
+            out.push(c);
+            i += c.len_utf8();
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = false;
+                out.push(c);
+                i += 1;
+            }
+            '\\' => match escape_at(i) {
+                Some(0xd800..=0xdbff) if matches!(escape_at(i + 6), Some(0xdc00..=0xdfff)) => {
+                    out.push_str(&json[i..i + 12]);
+                    i += 12;
+                }
+                Some(0xd800..=0xdfff) => {
+                    out.push_str("\\ufffd");
+                    i += 6;
+                }
+                _ => {
+                    // Any other escape: copy the backslash and the escaped character.
+                    out.push('\\');
+                    i += 1;
+                    if let Some(next) = json[i..].chars().next() {
+                        out.push(next);
+                        i += next.len_utf8();
+                    }
+                }
+            },
+            _ => {
+                out.push(c);
+                i += c.len_utf8();
+            }
+        }
+    }
+    out
 }
 
 fn not_string_array(offset: usize, rest: &str) -> ArgsError {
@@ -259,6 +326,20 @@ mod tests {
         );
         assert!(maybe_json("[\"a\", [\"b\"]]").is_err());
         assert!(maybe_json("[]").expect("ok").values.is_empty());
+        assert_eq!(
+            maybe_json(r#"["\ud800"]"#).expect("ok").values,
+            ["\u{fffd}"]
+        );
+        assert_eq!(
+            maybe_json(r#"["\ud83d\ude00", "\\ud800"]"#)
+                .expect("ok")
+                .values,
+            ["😀", "\\ud800"]
+        );
+        assert_eq!(
+            maybe_json(r#"["\udc00x\ud800"]"#).expect("ok").values,
+            ["\u{fffd}x\u{fffd}"]
+        );
     }
 
     #[test]

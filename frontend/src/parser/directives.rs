@@ -3,14 +3,14 @@
 //! BuildKit's rules: every line is offered to the directive parser until the first line that is
 //! not a well-formed directive of a known name (a blank line, an ordinary comment, an
 //! instruction); from then on nothing is a directive. A directive line is
-//! `#[ \t]*NAME[ \t]*=[ \t]*VALUE[ \t]*` with NAME `[A-Za-z][A-Za-z0-9]*`, matched
+//! `#`, any whitespace, then `NAME\s*=\s*VALUE\s*` (Go's `\s`) with NAME `[A-Za-z][A-Za-z0-9]*`, matched
 //! case-insensitively against the known names. Repeating a directive is an error, and `escape`
 //! accepts only `\` and `` ` ``.
 
 use nom::bytes::complete::take_while;
 use nom::character::complete::{char, satisfy};
 use nom::combinator::recognize;
-use nom::sequence::{pair, preceded};
+use nom::sequence::pair;
 use nom::{IResult, Parser};
 
 /// One directive as written.
@@ -105,8 +105,13 @@ impl Directives {
     }
 }
 
+/// Go regexp's `\s`: `[\t\n\f\r ]`.
+fn is_go_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\u{c}' | '\r')
+}
+
 fn blanks(input: &str) -> IResult<&str, &str> {
-    take_while(|c| c == ' ' || c == '\t').parse(input)
+    take_while(is_go_space).parse(input)
 }
 
 fn directive_name(input: &str) -> IResult<&str, &str> {
@@ -117,22 +122,21 @@ fn directive_name(input: &str) -> IResult<&str, &str> {
     .parse(input)
 }
 
-/// Splits `#[ \t]*NAME[ \t]*=[ \t]*VALUE[ \t]*`; returns name, value and the value's offset.
+/// Splits `#` + any whitespace + `NAME\s*=\s*VALUE\s*` (BuildKit: the `#` is cut and Unicode
+/// whitespace trimmed before its `^([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$`). Returns name,
+/// value and the value's byte offset in `line`.
 fn split_directive(line: &str) -> Option<(&str, &str, usize)> {
-    let mut head = (
-        preceded(char('#'), preceded(blanks, directive_name)),
-        blanks,
-        char('='),
-    );
-    let (after_eq, (name, _, _)) = head.parse(line).ok()?;
+    let after_hash = line.strip_prefix('#')?.trim_start();
+    let mut head = (directive_name, blanks, char('='));
+    let (after_eq, (name, _, _)) = head.parse(after_hash).ok()?;
     let after_eq_offset = line.len() - after_eq.len();
     let (value_start, _) = blanks(after_eq).ok()?;
-    let value = value_start.trim_end_matches([' ', '\t']);
+    let value = value_start.trim_end_matches(is_go_space);
     if !value.is_empty() {
         let offset = line.len() - value_start.len();
         return Some((name, value, offset));
     }
-    // Only blanks follow `=`: Go's `(.+?)[ \t]*$` then takes the last blank as the value.
+    // Only blanks follow `=`: the lazy `(.+?)` then takes the last blank as the value.
     let last = after_eq.chars().last()?;
     let start = after_eq.len() - last.len_utf8();
     Some((name, &after_eq[start..], after_eq_offset + start))
@@ -155,6 +159,16 @@ mod tests {
         assert_eq!(split_directive("# not a directive"), None);
         assert_eq!(split_directive("FROM x"), None);
         assert_eq!(split_directive("# 1x=y"), None);
+        assert_eq!(split_directive("#\rescape=`"), Some(("escape", "`", 9)));
+        assert_eq!(
+            split_directive("#\u{a0}escape=`"),
+            Some(("escape", "`", 10))
+        );
+        assert_eq!(
+            split_directive("# escape\u{c}=`\u{c}"),
+            Some(("escape", "`", 10))
+        );
+        assert_eq!(split_directive("# escape \u{b}= x"), None);
     }
 
     #[test]

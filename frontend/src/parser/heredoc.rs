@@ -80,15 +80,29 @@ pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
     }))
 }
 
+/// `<<`, `<<-`, `3<<`: a heredoc operator without its word.
+fn is_bare_operator(word: &str) -> bool {
+    let rest = word.trim_start_matches(|c: char| c.is_ascii_digit());
+    rest == "<<" || rest == "<<-"
+}
+
 /// The heredoc markers of an instruction line, in order (bodies still empty).
 pub(crate) fn heredocs_in_line(line: &str) -> Result<Vec<Heredoc>, String> {
     let mut lexer = Lexer::new('\\');
     lexer.raw_quotes = true;
     lexer.raw_escapes = true;
+    lexer.skip_unset_env = true;
     // BuildKit ignores a lexing error here: such a line simply has no heredoc.
     let words = lexer.process_words(line, &()).unwrap_or_default();
     let mut docs = Vec::new();
-    for word in words {
+    let mut words = words.into_iter().peekable();
+    while let Some(mut word) = words.next() {
+        // Since BuildKit v0.22 blanks may separate the operator from its word (`<< EOF`).
+        if is_bare_operator(&word) {
+            if let Some(next) = words.next_if(|w| !w.starts_with('<')) {
+                word.push_str(&next);
+            }
+        }
         if let Some(doc) = parse_heredoc(&word)? {
             docs.push(doc);
         }
@@ -113,6 +127,14 @@ mod tests {
         assert!(heredocs_in_line("RUN echo '<<EOF'").expect("ok").is_empty());
         assert!(heredocs_in_line("RUN a<<EOF").expect("ok").is_empty());
         assert!(heredocs_in_line("RUN <<").expect("ok").is_empty());
+        let spaced = heredocs_in_line("RUN cat << EOF <<-\t'X'").expect("ok");
+        assert_eq!(
+            (spaced[0].name.as_str(), spaced[1].name.as_str()),
+            ("EOF", "X")
+        );
+        assert!(!spaced[1].expand && spaced[1].chomp);
+        let dollar = heredocs_in_line("RUN <<$EOF").expect("ok");
+        assert_eq!(dollar[0].name, "$EOF");
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub struct Node {
 impl Node {
     /// The lowercased keyword, the key every later stage dispatches on.
     pub fn name(&self) -> String {
-        self.keyword.to_lowercase()
+        go_lowercase(&self.keyword)
     }
 
     /// Position of byte `offset` of `original`.
@@ -117,6 +117,17 @@ impl Node {
     }
 }
 
+/// Go's `strings.ToLower`: each character on its own, one character each (so `İ` → `i` and a
+/// final `Σ` → `σ`, unlike Rust's context-sensitive `str::to_lowercase`).
+pub(crate) fn go_lowercase(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\u{130}' => 'i',
+            c => c.to_lowercase().next().unwrap_or(c),
+        })
+        .collect()
+}
+
 /// Builds a node from a logical line. `escape` is the file's escape character.
 pub(crate) fn node_from_line(
     line: &str,
@@ -151,7 +162,7 @@ pub(crate) fn node_from_line(
         args_offset,
         map,
     };
-    let lower = keyword.to_lowercase();
+    let lower = go_lowercase(keyword);
     let parsed: Result<Args, ArgsError> = match lower.as_str() {
         "add" | "copy" | "volume" => args::maybe_json_list(rest),
         "run" | "cmd" | "entrypoint" | "shell" => args::maybe_json(rest),

@@ -121,3 +121,21 @@ fn flag_positions_map_to_columns() {
     assert_eq!(d.position, Position { line: 3, column: 4 });
     assert_eq!(d.len, 9);
 }
+
+#[test]
+fn keywords_lowercase_like_go() {
+    assert_eq!(
+        dump_of("FROM a\n\u{130}\nFOO\u{3a3}\n")
+            .lines()
+            .skip(1)
+            .collect::<Vec<_>>(),
+        ["(i \"\")", "(foo\u{3c3} \"\")"]
+    );
+}
+
+#[test]
+fn heredoc_operator_may_be_followed_by_blanks() {
+    let ast = parse("FROM a\nRUN cat << EOF\nbody\nEOF\nCMD x\n").expect("parses");
+    assert_eq!(ast.children.len(), 3);
+    assert_eq!(ast.children[1].heredocs[0].content, "body\n");
+}
