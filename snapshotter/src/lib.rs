@@ -4,11 +4,12 @@
 //!   blob source and sink of `rbuild-oci`'s archive writer and importer.
 //! - [`apply`]: a layer tar (gzip, zstd or plain) unpacked onto a root filesystem or into an
 //!   overlay layer directory, whiteouts honoured, no entry able to leave the root.
+//! - [`layer`]: an upperdir or plain directory → a deterministic OCI layer tar, compressed
+//!   (parallel gzip, zstd or none) with diff_id and blob digest computed in the same pass.
 //! - [`snapshots`]: committed layers with parent chains; writable views as overlayfs mounts.
-//!
-//! Still to come (issue 3): diff → layer; see docs/ARCHITECTURE.md.
 
 pub mod apply;
 mod blobs;
 pub mod content;
+pub mod layer;
 pub mod snapshots;
