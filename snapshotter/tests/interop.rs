@@ -24,7 +24,11 @@ const EPOCH: &str = "1970-01-01T00:00:00Z";
 
 fn shared() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
-    assert!(dir.is_dir(), "shared/ not found beside the repository at {}", dir.display());
+    assert!(
+        dir.is_dir(),
+        "shared/ not found beside the repository at {}",
+        dir.display()
+    );
     dir
 }
 
@@ -56,10 +60,16 @@ fn build_image(state: &Path, out: &Path, compression: Compression) -> Digest {
         threads: 0,
     };
     let layer = write_layer(tree.path(), SourceKind::PlainDir, &mut writer, &options).unwrap();
-    writer.commit(Some(&layer.digest), Some(layer.size)).unwrap();
+    writer
+        .commit(Some(&layer.digest), Some(layer.size))
+        .unwrap();
 
     let mut base_config = Vec::new();
-    std::io::Read::read_to_end(&mut store.open_blob(&base.config.digest).unwrap(), &mut base_config).unwrap();
+    std::io::Read::read_to_end(
+        &mut store.open_blob(&base.config.digest).unwrap(),
+        &mut base_config,
+    )
+    .unwrap();
     let mut image = ImageBuilder::from_config_json(&base_config).unwrap();
     image
         .add_layer(
@@ -118,11 +128,25 @@ fn run(cmd: &mut Command) -> String {
 #[test]
 fn same_inputs_give_the_same_archive_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    for compression in [Compression::Gzip { level: 6 }, Compression::Zstd { level: 3 }] {
-        let a = build_image(&dir.path().join("s1"), &dir.path().join("a.tar"), compression);
-        let b = build_image(&dir.path().join("s2"), &dir.path().join("b.tar"), compression);
+    for compression in [
+        Compression::Gzip { level: 6 },
+        Compression::Zstd { level: 3 },
+    ] {
+        let a = build_image(
+            &dir.path().join("s1"),
+            &dir.path().join("a.tar"),
+            compression,
+        );
+        let b = build_image(
+            &dir.path().join("s2"),
+            &dir.path().join("b.tar"),
+            compression,
+        );
         assert_eq!(a, b);
-        assert_eq!(fs::read(dir.path().join("a.tar")).unwrap(), fs::read(dir.path().join("b.tar")).unwrap());
+        assert_eq!(
+            fs::read(dir.path().join("a.tar")).unwrap(),
+            fs::read(dir.path().join("b.tar")).unwrap()
+        );
     }
 }
 
@@ -131,8 +155,14 @@ fn skopeo_inspects_the_archive() {
     let skopeo = require_tool("skopeo", "skopeo");
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("img.tar");
-    let manifest = build_image(&dir.path().join("state"), &image, Compression::Gzip { level: 6 });
-    let json = run(Command::new(skopeo).arg("inspect").arg(format!("oci-archive:{}", image.display())));
+    let manifest = build_image(
+        &dir.path().join("state"),
+        &image,
+        Compression::Gzip { level: 6 },
+    );
+    let json = run(Command::new(skopeo)
+        .arg("inspect")
+        .arg(format!("oci-archive:{}", image.display())));
     let info: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(info["Digest"], manifest.to_string());
     assert_eq!(info["Layers"].as_array().unwrap().len(), 2);
@@ -144,17 +174,28 @@ fn umoci_unpacks_the_layout() {
     let umoci = require_tool("umoci", "umoci");
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("img.tar");
-    build_image(&dir.path().join("state"), &image, Compression::Gzip { level: 6 });
+    build_image(
+        &dir.path().join("state"),
+        &image,
+        Compression::Gzip { level: 6 },
+    );
     let layout = dir.path().join("layout");
     fs::create_dir(&layout).unwrap();
-    run(Command::new("tar").arg("-xf").arg(&image).arg("-C").arg(&layout));
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(&image)
+        .arg("-C")
+        .arg(&layout));
     let bundle = dir.path().join("bundle");
     run(Command::new(umoci)
         .arg("unpack")
         .arg("--image")
         .arg(format!("{}:{NAME}", layout.display()))
         .arg(&bundle));
-    assert_eq!(fs::read_to_string(bundle.join("rootfs/etc/hello")).unwrap(), HELLO);
+    assert_eq!(
+        fs::read_to_string(bundle.join("rootfs/etc/hello")).unwrap(),
+        HELLO
+    );
     assert!(bundle.join("rootfs/bin/busybox").is_file());
 }
 
@@ -162,11 +203,24 @@ fn umoci_unpacks_the_layout() {
 fn docker_loads_and_runs_the_image() {
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("img.tar");
-    build_image(&dir.path().join("state"), &image, Compression::Gzip { level: 6 });
+    build_image(
+        &dir.path().join("state"),
+        &image,
+        Compression::Gzip { level: 6 },
+    );
     let docker = Dockerd::start();
     let loaded = docker.docker_ok(&["load", "-i", image.to_str().unwrap()]);
     assert!(loaded.contains(NAME), "{loaded}");
-    let out = docker.docker_ok(&["run", "--rm", "--network", "none", NAME, "/bin/sh", "-c", "cat /etc/hello"]);
+    let out = docker.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        NAME,
+        "/bin/sh",
+        "-c",
+        "cat /etc/hello",
+    ]);
     assert_eq!(out, HELLO);
 }
 
@@ -175,7 +229,11 @@ fn image_summary_shows_exactly_the_layer_files() {
     let python = require_tool("python3", "python3");
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("img.tar");
-    build_image(&dir.path().join("state"), &image, Compression::Gzip { level: 6 });
+    build_image(
+        &dir.path().join("state"),
+        &image,
+        Compression::Gzip { level: 6 },
+    );
     let json = run(Command::new(python)
         .arg(shared().join("tools/image-summary.py"))
         .arg("--base")
@@ -190,5 +248,8 @@ fn image_summary_shows_exactly_the_layer_files() {
     assert_eq!(hello["uid"], 0);
     // Only /etc (its metadata) and /etc/hello differ from the base.
     let paths: Vec<&str> = files.iter().filter_map(|f| f["path"].as_str()).collect();
-    assert!(paths.iter().all(|p| *p == "/etc" || *p == "/etc/hello"), "{paths:?}");
+    assert!(
+        paths.iter().all(|p| *p == "/etc" || *p == "/etc/hello"),
+        "{paths:?}"
+    );
 }
