@@ -2,6 +2,7 @@
 //!
 //! - [`content`]: blobs by digest, written atomically and verified (`content-v1/`); it is the
 //!   blob source and sink of `rbuild-oci`'s archive writer and importer.
+//! - [`images`]: the local image store, names → manifests (`images-v1/`).
 //! - [`apply`]: a layer tar (gzip, zstd or plain) unpacked onto a root filesystem or into an
 //!   overlay layer directory, whiteouts honoured, no entry able to leave the root.
 //! - [`layer`]: an upperdir or plain directory → a deterministic OCI layer tar, compressed
@@ -11,5 +12,6 @@
 pub mod apply;
 mod blobs;
 pub mod content;
+pub mod images;
 pub mod layer;
 pub mod snapshots;

@@ -8,12 +8,42 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "rbuild", version, about)]
 pub struct Cli {
+    /// State directory: content store, snapshots, images, cache.
+    #[arg(
+        long,
+        global = true,
+        env = "RBUILD_ROOT",
+        default_value = "/var/lib/rbuild",
+        value_name = "DIR"
+    )]
+    pub root: PathBuf,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Import images from an OCI-layout or docker-archive tarball into the local store.
+    Load {
+        /// The tarball (`-` for stdin).
+        #[arg(short = 'i', long = "input", value_name = "FILE")]
+        input: PathBuf,
+    },
+    /// Write an image from the local store as a tarball (OCI layout + docker load archive).
+    Save {
+        /// The image name.
+        name: String,
+        /// Where to write it (`-` for stdout).
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// List the images of the local store.
+    Images,
+    /// Remove image names from the local store (blobs stay until pruned).
+    Rmi {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
     /// Inspect how rbuild reads a Dockerfile.
     #[command(subcommand)]
     Debug(DebugCommand),

@@ -8,6 +8,7 @@
 mod args;
 mod context;
 mod debug;
+mod images;
 mod render;
 
 use std::process::ExitCode;
@@ -18,6 +19,10 @@ fn main() -> ExitCode {
     let cli = args::Cli::parse();
     let result = match cli.command {
         args::Command::Debug(cmd) => debug::run(cmd),
+        args::Command::Load { input } => images::load(&cli.root, &input),
+        args::Command::Save { name, output } => images::save(&cli.root, &name, &output),
+        args::Command::Images => images::list(&cli.root),
+        args::Command::Rmi { names } => images::remove(&cli.root, &names),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

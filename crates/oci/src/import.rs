@@ -42,7 +42,7 @@ pub struct ImportedImage {
 /// Why an import failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("Failed to read the archive")]
+    #[error("Failed to read the archive (expected an OCI image layout or docker-archive tar)")]
     Read(#[source] io::Error),
     #[error("Failed to store `{path}` from the archive")]
     Store {
@@ -251,20 +251,31 @@ fn select_manifest(
     }
 }
 
+/// The config and layer descriptors of an image manifest (OCI or Docker schema 2).
+pub fn parse_manifest(bytes: &[u8]) -> Result<(BlobRef, Vec<BlobRef>), ImportError> {
+    let doc: Value =
+        serde_json::from_slice(bytes).map_err(|e| invalid("manifest", e.to_string()))?;
+    manifest_parts(&doc, "manifest")
+}
+
+fn manifest_parts(doc: &Value, what: &str) -> Result<(BlobRef, Vec<BlobRef>), ImportError> {
+    let config = blob_ref(&doc["config"], what)?;
+    let layers = doc["layers"]
+        .as_array()
+        .ok_or_else(|| invalid(what, "manifest without layers"))?
+        .iter()
+        .map(|l| blob_ref(l, what))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((config, layers))
+}
+
 fn read_manifest(
     manifest: BlobRef,
     names: Vec<String>,
     store: &dyn BlobStore,
 ) -> Result<ImportedImage, ImportError> {
     let doc = read_json(store, &manifest)?;
-    let what = manifest.digest.to_string();
-    let config = blob_ref(&doc["config"], &what)?;
-    let layers = doc["layers"]
-        .as_array()
-        .ok_or_else(|| invalid(&what, "manifest without layers"))?
-        .iter()
-        .map(|l| blob_ref(l, &what))
-        .collect::<Result<Vec<_>, _>>()?;
+    let (config, layers) = manifest_parts(&doc, &manifest.digest.to_string())?;
     for blob in std::iter::once(&config).chain(&layers) {
         if store.open_blob(&blob.digest).is_err() {
             return Err(ImportError::MissingBlob(blob.digest.clone()));

@@ -1,0 +1,140 @@
+//! `rbuild load`, `save`, `images`, `rmi`: the local image store from the command line.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use rbuild_digest::Digest;
+use rbuild_frontend::stages::Platform;
+use rbuild_oci::import::{import_tar, parse_manifest};
+use rbuild_oci::model::BlobRef;
+use rbuild_oci::{write_image_archive, ArchiveImage};
+use rbuild_snapshotter::content::ContentStore;
+use rbuild_snapshotter::images::{ImageRecord, ImageStore};
+
+fn stores(root: &Path) -> Result<(ContentStore, ImageStore)> {
+    let content = ContentStore::open(root)
+        .with_context(|| format!("Failed to open the state root `{}`", root.display()))?;
+    let images = ImageStore::open(root)
+        .with_context(|| format!("Failed to open the state root `{}`", root.display()))?;
+    Ok((content, images))
+}
+
+pub fn load(root: &Path, input: &Path) -> Result<()> {
+    let (content, images) = stores(root)?;
+    let reader: Box<dyn Read> = if input == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(BufReader::new(File::open(input).with_context(|| {
+            format!("Failed to open `{}`", input.display())
+        })?))
+    };
+    let host = Platform::host();
+    let imported = import_tar(
+        reader,
+        &content,
+        (host.os.as_str(), host.architecture.as_str()),
+    )
+    .with_context(|| format!("Failed to load `{}`", input.display()))?;
+    let mut out = std::io::stdout().lock();
+    for image in imported {
+        if image.names.is_empty() {
+            writeln!(out, "Loaded image ID: {}", image.config.digest)?;
+            continue;
+        }
+        for name in &image.names {
+            let record = ImageRecord {
+                name: name.clone(),
+                manifest: image.manifest.digest.clone(),
+                manifest_size: image.manifest.size,
+                manifest_media_type: image.manifest.media_type.clone(),
+                config: image.config.digest.clone(),
+                layer_sizes: image.layers.iter().map(|l| l.size).collect(),
+            };
+            images
+                .tag(&record)
+                .with_context(|| format!("Failed to name the image `{name}`"))?;
+            writeln!(out, "Loaded image: {}", images.get(name)?.name)?;
+        }
+    }
+    Ok(())
+}
+
+fn read_blob(content: &ContentStore, digest: &Digest) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    content
+        .open_blob(digest)?
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("Failed to read blob {digest}"))?;
+    Ok(bytes)
+}
+
+pub fn save(root: &Path, name: &str, output: &Path) -> Result<()> {
+    let (content, images) = stores(root)?;
+    let record = images.get(name)?;
+    let (config, layers) = parse_manifest(&read_blob(&content, &record.manifest)?)
+        .with_context(|| format!("The manifest of `{}` is unreadable", record.name))?;
+    let archive = ArchiveImage {
+        manifest: BlobRef {
+            digest: record.manifest.clone(),
+            size: record.manifest_size,
+            media_type: record.manifest_media_type.clone(),
+        },
+        config,
+        layers,
+        names: vec![record.name.clone()],
+        repo_tags: vec![record.name.clone()],
+        mtime: 0,
+    };
+    let out: Box<dyn Write> = if output == Path::new("-") {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(
+            File::create(output)
+                .with_context(|| format!("Failed to create `{}`", output.display()))?,
+        )
+    };
+    let mut out = std::io::BufWriter::new(out);
+    write_image_archive(&mut out, &archive, &content)
+        .with_context(|| format!("Failed to write `{}`", output.display()))?;
+    out.flush().context("Failed to write the archive")?;
+    Ok(())
+}
+
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{value:.1}{}", UNITS[unit])
+    }
+}
+
+pub fn list(root: &Path) -> Result<()> {
+    let (_, images) = stores(root)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{:<48} {:<14} SIZE", "NAME", "IMAGE ID")?;
+    for record in images.list()? {
+        let id: String = record.config.hex().chars().take(12).collect();
+        let size = human_size(record.layer_sizes.iter().sum());
+        writeln!(out, "{:<48} {id:<14} {size}", record.name)?;
+    }
+    Ok(())
+}
+
+pub fn remove(root: &Path, names: &[String]) -> Result<()> {
+    let (_, images) = stores(root)?;
+    let mut out = std::io::stdout().lock();
+    for name in names {
+        let record = images.remove(name)?;
+        writeln!(out, "Untagged: {}", record.name)?;
+    }
+    Ok(())
+}
