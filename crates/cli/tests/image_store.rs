@@ -133,3 +133,34 @@ fn loading_something_else_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn save_streams_to_stdout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("root");
+    ok(
+        &root,
+        &[
+            "load",
+            "-i",
+            golden("busybox-oci.tar").to_str().expect("utf-8"),
+        ],
+    );
+    let file = dir.path().join("saved.tar");
+    ok(
+        &root,
+        &[
+            "save",
+            "rbuild-test/busybox:1",
+            "-o",
+            file.to_str().expect("utf-8"),
+        ],
+    );
+    let streamed = rbuild(&root, &["save", "rbuild-test/busybox:1", "-o", "-"]);
+    assert!(streamed.status.success());
+    assert_eq!(
+        streamed.stdout,
+        std::fs::read(&file).expect("saved"),
+        "stdout and file exports are identical"
+    );
+}
