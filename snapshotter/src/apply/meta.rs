@@ -12,7 +12,10 @@ const XATTR_PREFIX: &str = "SCHILY.xattr.";
 
 /// Extended attributes an archive may not set: they belong to the overlay filesystem of the
 /// machine applying the layer, and a layer that carried them could fake whiteouts or redirects.
-const FORBIDDEN_XATTR_PREFIX: &[u8] = b"trusted.overlay.";
+/// Overlay bookkeeping attributes never come from an archive: a layer could otherwise fake
+/// whiteouts or opaque directories (`user.overlay.*` too, in case a view is ever mounted with
+/// `userxattr`).
+const FORBIDDEN_XATTR_PREFIXES: [&[u8]; 2] = [b"trusted.overlay.", b"user.overlay."];
 
 /// Owner, permissions, time and extended attributes of an entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +79,7 @@ pub(crate) fn read_meta<R: Read>(
                     if attr.is_empty() || attr.contains(&0) {
                         return Err(header_error(key));
                     }
-                    if !attr.starts_with(FORBIDDEN_XATTR_PREFIX) {
+                    if !FORBIDDEN_XATTR_PREFIXES.iter().any(|p| attr.starts_with(p)) {
                         xattrs.push((attr.to_vec(), value.to_vec()));
                     }
                 }
@@ -106,6 +109,10 @@ fn parse_time(value: &[u8]) -> Option<Timespec> {
         None => (false, text),
     };
     let (seconds, fraction) = text.split_once('.').unwrap_or((text, ""));
+    // Digits only: `--5` or `+5` are not PAX times, and a second sign must not reach parse().
+    if seconds.is_empty() || !seconds.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
     let seconds: i64 = seconds.parse().ok()?;
     if !fraction.bytes().all(|byte| byte.is_ascii_digit()) {
         return None;
@@ -118,8 +125,11 @@ fn parse_time(value: &[u8]) -> Option<Timespec> {
     let nanos: i64 = digits.parse().ok()?;
     let (tv_sec, tv_nsec) = match (negative, nanos) {
         (false, _) => (seconds, nanos),
-        (true, 0) => (-seconds, 0),
-        (true, _) => (-seconds - 1, 1_000_000_000 - nanos),
+        (true, 0) => (seconds.checked_neg()?, 0),
+        (true, _) => (
+            seconds.checked_neg()?.checked_sub(1)?,
+            1_000_000_000 - nanos,
+        ),
     };
     Some(Timespec { tv_sec, tv_nsec })
 }
@@ -137,5 +147,18 @@ mod tests {
         assert_eq!(t("-1.25"), Some((-2, 750_000_000)));
         assert_eq!(t("x"), None);
         assert_eq!(t("1.2x"), None);
+        assert_eq!(t("--5"), None);
+        assert_eq!(t("+5"), None);
+        assert_eq!(t("--9223372036854775808"), None);
+        assert_eq!(
+            t("-9223372036854775808"),
+            None,
+            "i64::MIN seconds cannot be negated"
+        );
+        assert_eq!(
+            t("-9223372036854775807"),
+            Some((-9_223_372_036_854_775_807, 0))
+        );
+        assert_eq!(t("-9223372036854775807.5"), Some((i64::MIN, 500_000_000)));
     }
 }

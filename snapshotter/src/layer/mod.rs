@@ -4,8 +4,9 @@
 //! # Sources
 //! A layer is made from one directory, of one of two kinds ([`SourceKind`]):
 //! - an **overlayfs upperdir** (the diff of a RUN step). Its whiteouts (character devices 0/0)
-//!   become `.wh.<name>` entries and its opaque directories (`trusted.overlay.opaque=y`, or
-//!   `user.overlay.opaque=y` under `userxattr`) are followed by a `<dir>/.wh..wh..opq` entry.
+//!   become `.wh.<name>` entries and its opaque directories (`trusted.overlay.opaque=y`; rbuild
+//!   never mounts with `userxattr`, so `user.overlay.*` is ignored) are followed by a
+//!   `<dir>/.wh..wh..opq` entry.
 //!   Lower layers are never read, so an upperdir that points into them (`redirect` or `metacopy`
 //!   attributes) is refused;
 //! - a **plain directory** (COPY results built without overlay), taken as it is.

@@ -32,14 +32,12 @@ use super::{LayerError, SourceKind};
 /// overlay bookkeeping (`trusted.overlay.*`) or desktop metadata (`user.*`).
 const KEPT_XATTRS: &[&[u8]] = &[b"security.capability"];
 
-const OPAQUE_XATTRS: &[&[u8]] = &[b"trusted.overlay.opaque", b"user.overlay.opaque"];
-const WHITEOUT_XATTRS: &[&[u8]] = &[b"trusted.overlay.whiteout", b"user.overlay.whiteout"];
-const FORBIDDEN_XATTRS: &[&[u8]] = &[
-    b"trusted.overlay.redirect",
-    b"user.overlay.redirect",
-    b"trusted.overlay.metacopy",
-    b"user.overlay.metacopy",
-];
+/// rbuild mounts overlays without `userxattr`, so only `trusted.overlay.*` attributes are
+/// overlay markers. `user.overlay.*` are ordinary user attributes a RUN step (or a base image)
+/// may set: honouring them would let a step fake deletions in its own layer.
+const OPAQUE_XATTRS: &[&[u8]] = &[b"trusted.overlay.opaque"];
+const WHITEOUT_XATTRS: &[&[u8]] = &[b"trusted.overlay.whiteout"];
+const FORBIDDEN_XATTRS: &[&[u8]] = &[b"trusted.overlay.redirect", b"trusted.overlay.metacopy"];
 
 /// What one inode becomes in the layer.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,28 +5,30 @@
 //!   committed/<id>/fs        one layer, in overlayfs form (whiteouts are 0/0 char devices,
 //!                            opaque dirs carry trusted.overlay.opaque=y): an overlay lowerdir
 //!   committed/<id>/parent    the parent snapshot's id (absent for a bottom layer)
-//!   active/<n>/              a view in use: upper/ work/ merged/ and group mount points g<k>/
+//!   active/<pid>-<random>/   a view in use: upper/ work/ merged/
 //! ```
 //! A committed snapshot never changes. [`Snapshotter::prepare`] gives a [`View`] of a chain: an
 //! overlayfs mount whose lowerdirs are the chain (top first) over a fresh upperdir; the upperdir
 //! is exactly the step's diff, read by the layer writer without walking the lowers. A view with
 //! no parent needs no mount at all: its root *is* its upperdir (the plain-directory backend).
 //!
-//! **Long chains.** The kernel takes mount options in one page (4096 bytes), which holds about
-//! 40 lowerdir paths of this layout. Longer chains are split into groups that each fit; each
-//! group is mounted as a read-only overlay (lowerdirs only) and the group mount points become
-//! the lowers of the view's overlay. Overlay on overlay is within the kernel's stacking limit of
-//! two, nothing is copied, and a chain of up to ~1500 layers works.
+//! **Long chains.** The classic `mount(2)` takes the options in one page (about 40 lowerdir
+//! paths of this layout). Longer chains are mounted with the new mount API, one `lowerdir+`
+//! parameter per layer (Linux 6.8+), up to overlayfs' limit of 500 lowers. (Stacking read-only
+//! group overlays instead would be wrong: a read-only overlay does not pass its whiteouts and
+//! opaque markers up, so deleted files would reappear.)
 //!
-//! **Cleanup.** A view's mounts are unmounted (lazily detached, so a busy mount cannot block
-//! it) and its directory removed when the view is committed or dropped, also on error paths and
-//! when a build is cancelled (drop runs during unwinding). rbuild also runs in a private mount
-//! namespace, so a `kill -9` leaves no mount behind either (the namespace dies with the process).
+//! **Cleanup.** On commit the view is unmounted strictly: if a process still uses it the commit
+//! fails (EBUSY) rather than let that process write into a committed layer. On drop (error
+//! paths, cancellation: drop runs during unwinding) the mount is detached lazily and the view's
+//! directory removed. Not yet done: after a `kill -9`, views and their mounts stay until a
+//! prune; the planned private mount namespace at start-up (issue 5) will make the mounts vanish
+//! with the process.
 //!
-//! **Crash safety.** Commit builds `committed/<id>` under `active/<n>/commit` and renames it into
-//! place: a snapshot is there complete or not at all. Two processes committing the same id race
-//! harmlessly: the first rename wins and the loser's copy is discarded (same content by
-//! construction: ids are cache keys).
+//! **Crash safety.** Commit syncs the layer's filesystem (`syncfs`), builds `committed/<id>`
+//! under the view's `commit/` and renames it into place: a snapshot is there complete or not at
+//! all. Two processes committing the same id race harmlessly: the first rename wins and the
+//! loser's copy is discarded (same content by construction: ids are cache keys).
 
 mod mounts;
 #[cfg(test)]
@@ -37,10 +39,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use mounts::{mount_overlay, unmount_detach, OverlayOptions};
-
-/// Bytes of mount options the kernel accepts (one page); we keep a margin for the other options.
-const MOUNT_DATA_LIMIT: usize = 3800;
+use mounts::{mount_overlay, unmount_detach, unmount_strict, OverlayOptions};
 
 /// Why a snapshot operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -110,8 +109,8 @@ pub struct Snapshotter {
     active: PathBuf,
 }
 
-/// Distinguishes views made by this process; the pid distinguishes processes.
-static NEXT_VIEW: AtomicU64 = AtomicU64::new(0);
+/// Distinguishes removals made by this process; the pid distinguishes processes.
+static NEXT_REMOVAL: AtomicU64 = AtomicU64::new(0);
 
 impl Snapshotter {
     /// Opens (creating if needed) `<state_root>/snapshots-v1`.
@@ -168,9 +167,12 @@ impl Snapshotter {
 
     /// A writable view of `parent` (or of an empty tree).
     pub fn prepare(&self, parent: Option<&SnapshotId>) -> Result<View, SnapshotError> {
-        let n = NEXT_VIEW.fetch_add(1, Ordering::Relaxed);
-        let dir = self.active.join(format!("{}-{n}", std::process::id()));
-        fs::create_dir(&dir).map_err(io_err("create", &dir))?;
+        // A fresh, unique directory: a name reused after a crash can never collide.
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{}-", std::process::id()))
+            .tempdir_in(&self.active)
+            .map_err(io_err("create a view in", &self.active))?
+            .keep();
         let mut view = View {
             dir: dir.clone(),
             upper: dir.join("upper"),
@@ -187,10 +189,10 @@ impl Snapshotter {
         for d in [&work, &merged] {
             fs::create_dir(d).map_err(io_err("create", d))?;
         }
-        let lowers = view.group_lowers(lowers)?;
         let options = OverlayOptions {
             lowers: &lowers,
-            upper: Some((&view.upper, &work)),
+            upper: &view.upper,
+            work: &work,
         };
         mount_overlay(&merged, &options).map_err(|source| SnapshotError::Mount {
             target: merged.clone(),
@@ -208,7 +210,9 @@ impl Snapshotter {
         id: &SnapshotId,
         parent: Option<&SnapshotId>,
     ) -> Result<(), SnapshotError> {
-        view.unmount_all()?;
+        view.unmount_all(unmount_strict)?;
+        let upper = fs::File::open(&view.upper).map_err(io_err("open", &view.upper))?;
+        rustix::fs::syncfs(&upper).map_err(|e| io_err("sync", &view.upper)(e.into()))?;
         let staging = view.dir.join("commit");
         fs::create_dir(&staging).map_err(io_err("create", &staging))?;
         let fs_dir = staging.join("fs");
@@ -251,7 +255,7 @@ impl Snapshotter {
             return Ok(false);
         }
         // Rename first so a crash mid-delete never leaves a half snapshot under its id.
-        let n = NEXT_VIEW.fetch_add(1, Ordering::Relaxed);
+        let n = NEXT_REMOVAL.fetch_add(1, Ordering::Relaxed);
         let doomed = self.active.join(format!("{}-{n}-rm", std::process::id()));
         fs::rename(&dir, &doomed).map_err(io_err("remove", &dir))?;
         fs::remove_dir_all(&doomed).map_err(io_err("remove", &doomed))?;
@@ -286,53 +290,9 @@ impl View {
         &self.upper
     }
 
-    /// Splits `lowers` into groups that fit the mount option limit; each group beyond the first
-    /// page is mounted read-only and replaced by its mount point.
-    fn group_lowers(&mut self, lowers: Vec<PathBuf>) -> Result<Vec<PathBuf>, SnapshotError> {
-        if option_len(&lowers) <= MOUNT_DATA_LIMIT {
-            return Ok(lowers);
-        }
-        let mut groups: Vec<Vec<PathBuf>> = vec![Vec::new()];
-        for lower in lowers {
-            let mut candidate = groups.last().cloned().unwrap_or_default();
-            candidate.push(lower.clone());
-            if option_len(&candidate) > MOUNT_DATA_LIMIT {
-                groups.push(vec![lower]);
-            } else if let Some(last) = groups.last_mut() {
-                last.push(lower);
-            }
-        }
-        let mut points = Vec::with_capacity(groups.len());
-        for (k, group) in groups.iter().enumerate() {
-            if group.len() == 1 {
-                points.extend(group.iter().cloned());
-                continue;
-            }
-            let point = self.dir.join(format!("g{k}"));
-            fs::create_dir(&point).map_err(io_err("create", &point))?;
-            let options = OverlayOptions {
-                lowers: group,
-                upper: None,
-            };
-            mount_overlay(&point, &options).map_err(|source| SnapshotError::Mount {
-                target: point.clone(),
-                source,
-            })?;
-            self.mounts.push(point.clone());
-            points.push(point);
-        }
-        if option_len(&points) > MOUNT_DATA_LIMIT {
-            return Err(SnapshotError::Corrupt(
-                self.dir.display().to_string(),
-                format!("chain too long even when grouped ({} groups)", points.len()),
-            ));
-        }
-        Ok(points)
-    }
-
-    fn unmount_all(&mut self) -> Result<(), SnapshotError> {
+    fn unmount_all(&mut self, unmount: fn(&Path) -> io::Result<()>) -> Result<(), SnapshotError> {
         while let Some(target) = self.mounts.pop() {
-            if let Err(source) = unmount_detach(&target) {
+            if let Err(source) = unmount(&target) {
                 self.mounts.push(target.clone());
                 return Err(io_err("unmount", &target)(source));
             }
@@ -341,20 +301,11 @@ impl View {
     }
 }
 
-/// Length of `lowerdir=a:b:...` for these paths.
-fn option_len(lowers: &[PathBuf]) -> usize {
-    "lowerdir=".len()
-        + lowers
-            .iter()
-            .map(|p| p.as_os_str().len() + 1)
-            .sum::<usize>()
-}
-
 impl Drop for View {
     fn drop(&mut self) {
         // Only remove the directory once nothing is mounted below it: removing through a live
         // overlay would write whiteouts instead of freeing space.
-        if self.unmount_all().is_ok() {
+        if self.unmount_all(unmount_detach).is_ok() {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }

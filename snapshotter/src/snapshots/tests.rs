@@ -6,12 +6,7 @@ use std::path::Path;
 
 use super::*;
 
-fn require_root() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "snapshot tests mount overlayfs and must run as root (CI runs as root)"
-    );
-}
+use rbuild_test::require_root;
 
 fn mounts_under(dir: &Path) -> usize {
     let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -102,8 +97,10 @@ fn commit_is_idempotent_and_remove_works() {
     ));
 }
 
+/// A 150-layer chain (beyond one page of mount options) with a whiteout and an opaque
+/// directory deep inside: deletions must stay deleted through the whole stack.
 #[test]
-fn chains_longer_than_one_mount_page_are_grouped() {
+fn long_chains_keep_whiteouts_and_opaque_dirs() {
     require_root();
     let state = tempfile::tempdir().unwrap();
     let snaps = Snapshotter::open(state.path()).unwrap();
@@ -111,26 +108,104 @@ fn chains_longer_than_one_mount_page_are_grouped() {
     let layers = 150;
     for i in 0..layers {
         let view = snaps.prepare(None).unwrap();
-        fs::write(view.root().join(format!("f{i}")), i.to_string()).unwrap();
-        // 64-character ids, like cache-key digests.
+        let root = view.root().to_path_buf();
+        fs::write(root.join(format!("f{i}")), i.to_string()).unwrap();
+        match i {
+            0 => {
+                fs::create_dir(root.join("d")).unwrap();
+                fs::write(root.join("d/old"), "old").unwrap();
+            }
+            100 => {
+                // A whiteout for f0 and an opaque d/ with new content, as an overlay upper has them.
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    root.join("f0"),
+                    rustix::fs::FileType::CharacterDevice,
+                    rustix::fs::Mode::empty(),
+                    0,
+                )
+                .unwrap();
+                fs::create_dir(root.join("d")).unwrap();
+                rustix::fs::setxattr(
+                    root.join("d"),
+                    "trusted.overlay.opaque",
+                    b"y",
+                    rustix::fs::XattrFlags::empty(),
+                )
+                .unwrap();
+                fs::write(root.join("d/new"), "new").unwrap();
+            }
+            _ => {}
+        }
         let this = id(&format!("{i:064}"));
         snaps.commit(view, &this, parent.as_ref()).unwrap();
         parent = Some(this);
     }
     let top = parent.unwrap();
-    assert!(option_len(&snaps.chain(&top).unwrap()) > MOUNT_DATA_LIMIT);
+    let chain = snaps.chain(&top).unwrap();
+    let options = mounts::OverlayOptions {
+        lowers: &chain,
+        upper: Path::new("/u"),
+        work: Path::new("/w"),
+    };
+    assert!(
+        mounts::option_string(&options).unwrap().len() > 4096,
+        "the chain must need the new mount API"
+    );
     let view = snaps.prepare(Some(&top)).unwrap();
-    for i in 0..layers {
+    assert!(
+        !view.root().join("f0").exists(),
+        "a whiteout deep in the chain must hide f0"
+    );
+    assert!(
+        !view.root().join("d/old").exists(),
+        "an opaque dir deep in the chain must hide d/old"
+    );
+    assert_eq!(
+        fs::read_to_string(view.root().join("d/new")).unwrap(),
+        "new"
+    );
+    for i in 1..layers {
         assert_eq!(
             fs::read_to_string(view.root().join(format!("f{i}"))).unwrap(),
             i.to_string()
         );
     }
-    fs::write(view.root().join("top"), "t").unwrap();
-    assert!(view.upper().join("top").exists());
-    assert!(mounts_under(state.path()) > 1, "expected group mounts");
+    assert_eq!(mounts_under(state.path()), 1);
     drop(view);
     assert_eq!(mounts_under(state.path()), 0);
+}
+
+#[test]
+fn commit_refuses_a_view_still_in_use() {
+    require_root();
+    let state = tempfile::tempdir().unwrap();
+    let snaps = Snapshotter::open(state.path()).unwrap();
+    let base = snaps.prepare(None).unwrap();
+    fs::write(base.root().join("f"), "f").unwrap();
+    snaps.commit(base, &id("base"), None).unwrap();
+    let view = snaps.prepare(Some(&id("base"))).unwrap();
+    let busy = fs::File::open(view.root().join("f")).unwrap();
+    let err = snaps
+        .commit(view, &id("top"), Some(&id("base")))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SnapshotError::Io {
+                action: "unmount",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(!snaps.exists(&id("top")));
+    drop(busy);
+    assert_eq!(
+        mounts_under(state.path()),
+        0,
+        "the failed commit's view is detached when dropped"
+    );
 }
 
 #[test]

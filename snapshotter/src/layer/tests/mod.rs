@@ -12,22 +12,13 @@ mod interop;
 
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use rustix::fs::{AtFlags, FileType, Mode, Timespec, Timestamps, XattrFlags, CWD};
 
 use super::*;
 
-pub(super) fn require_root() {
-    let uid = fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(u32::MAX);
-    assert_eq!(
-        uid, 0,
-        "The layer tests need root (mknod for whiteouts, trusted.* xattrs, chown); run them as root"
-    );
-}
+pub(super) use rbuild_test::require_root;
 
 pub(super) fn tempdir() -> tempfile::TempDir {
     require_root();
