@@ -31,36 +31,23 @@ impl BlobStore for ContentStore {
             .map(|d| (d.digest, d.size))
             .map_err(to_io)
     }
+
+    fn blob_size(&self, digest: &Digest) -> io::Result<Option<u64>> {
+        self.size(digest).map_err(to_io)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use std::path::{Path, PathBuf};
-
     use super::*;
-
-    fn golden_base() -> PathBuf {
-        let root = std::env::var_os("RBUILD_GOLDEN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/golden")
-            });
-        let base = root.join("base");
-        assert!(
-            base.is_dir(),
-            "golden base images not found at {} (set RBUILD_GOLDEN)",
-            base.display()
-        );
-        base
-    }
 
     #[test]
     fn imports_into_and_exports_from_the_content_store() {
         let state = tempfile::tempdir().unwrap();
         let store = ContentStore::open(state.path()).unwrap();
-        let file = std::fs::File::open(golden_base().join("busybox-oci.tar")).unwrap();
+        let file = std::fs::File::open(rbuild_test::golden_base("busybox-oci.tar")).unwrap();
         let image = rbuild_oci::import::import_tar(file, &store, ("linux", "amd64"))
             .unwrap()
             .remove(0);

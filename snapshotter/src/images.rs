@@ -1,7 +1,9 @@
 //! The local image store: image names → manifests in the content store.
 //!
 //! ```text
-//! <state root>/images-v1/<name, percent-encoded>.json   {"name","manifest","config","layers"}
+//! <state root>/images-v1/<name, percent-encoded>.json   an ImageRecord: name, manifest
+//!                                                       (digest, size, media type), config,
+//!                                                       layer sizes
 //! ```
 //! One small JSON file per name, written to a temp file and renamed (atomic: a reader sees the
 //! old record or the new one, never a torn one; concurrent taggers of one name: last rename

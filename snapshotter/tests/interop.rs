@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use rbuild_digest::Digest;
@@ -22,28 +22,11 @@ const NAME: &str = "rbuild-test/hello:1";
 const HELLO: &str = "hello from rbuild\n";
 const EPOCH: &str = "1970-01-01T00:00:00Z";
 
-fn shared() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
-    assert!(
-        dir.is_dir(),
-        "shared/ not found beside the repository at {}",
-        dir.display()
-    );
-    dir
-}
-
-fn golden_base() -> PathBuf {
-    std::env::var_os("RBUILD_GOLDEN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| shared().join("conformance/golden"))
-        .join("base/busybox-oci.tar")
-}
-
 /// Builds the image into a fresh state root and exports it to `out`; returns the manifest digest.
 fn build_image(state: &Path, out: &Path, compression: Compression) -> Digest {
     let store = ContentStore::open(state).unwrap();
     let base = rbuild_oci::import::import_tar(
-        fs::File::open(golden_base()).unwrap(),
+        fs::File::open(rbuild_test::golden_base("busybox-oci.tar")).unwrap(),
         &store,
         ("linux", "amd64"),
     )
@@ -235,9 +218,9 @@ fn image_summary_shows_exactly_the_layer_files() {
         Compression::Gzip { level: 6 },
     );
     let json = run(Command::new(python)
-        .arg(shared().join("tools/image-summary.py"))
+        .arg(rbuild_test::shared_dir().join("tools/image-summary.py"))
         .arg("--base")
-        .arg(golden_base())
+        .arg(rbuild_test::golden_base("busybox-oci.tar"))
         .arg(&image));
     let summary: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(summary["layers"], 2);

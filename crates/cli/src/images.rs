@@ -87,18 +87,32 @@ pub fn save(root: &Path, name: &str, output: &Path) -> Result<()> {
         repo_tags: vec![record.name.clone()],
         mtime: 0,
     };
-    let out: Box<dyn Write> = if output == Path::new("-") {
-        Box::new(std::io::stdout().lock())
-    } else {
-        Box::new(
-            File::create(output)
-                .with_context(|| format!("Failed to create `{}`", output.display()))?,
-        )
+    if output == Path::new("-") {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        write_image_archive(&mut out, &archive, &content)
+            .context("Failed to write the archive to stdout")?;
+        out.flush()
+            .context("Failed to write the archive to stdout")?;
+        return Ok(());
+    }
+    // Written beside the destination and renamed when complete: a failed save never leaves a
+    // truncated archive that looks whole.
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     };
-    let mut out = std::io::BufWriter::new(out);
+    let tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("Failed to create a temporary file in `{}`", dir.display()))?;
+    let mut out = std::io::BufWriter::new(tmp);
     write_image_archive(&mut out, &archive, &content)
         .with_context(|| format!("Failed to write `{}`", output.display()))?;
-    out.flush().context("Failed to write the archive")?;
+    let tmp = out
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .with_context(|| format!("Failed to write `{}`", output.display()))?;
+    tmp.persist(output)
+        .map_err(|e| e.error)
+        .with_context(|| format!("Failed to write `{}`", output.display()))?;
     Ok(())
 }
 
@@ -123,7 +137,12 @@ pub fn list(root: &Path) -> Result<()> {
     writeln!(out, "{:<48} {:<14} SIZE", "NAME", "IMAGE ID")?;
     for record in images.list()? {
         let id: String = record.config.hex().chars().take(12).collect();
-        let size = human_size(record.layer_sizes.iter().sum());
+        let size = human_size(
+            record
+                .layer_sizes
+                .iter()
+                .fold(0u64, |a, b| a.saturating_add(*b)),
+        );
         writeln!(out, "{:<48} {id:<14} {size}", record.name)?;
     }
     Ok(())

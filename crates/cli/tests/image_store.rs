@@ -1,22 +1,9 @@
 //! `rbuild load`, `images`, `save`, `rmi` with a state root of the test's own.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-fn golden(file: &str) -> PathBuf {
-    let root = std::env::var_os("RBUILD_GOLDEN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/golden")
-        });
-    let path = root.join("base").join(file);
-    assert!(
-        path.is_file(),
-        "golden base image {} not found (set RBUILD_GOLDEN)",
-        path.display()
-    );
-    path
-}
+use rbuild_test::golden_base as golden;
 
 fn rbuild(root: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rbuild"))

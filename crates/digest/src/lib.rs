@@ -184,15 +184,24 @@ impl<R: Read> Read for DigestingReader<R> {
 /// A reader that fails at end of input unless the data had the expected digest (and size, when
 /// given), and fails as soon as it has read more than the expected size.
 ///
-/// Invariant: a reader that returned `Ok(0)` has verified its content; a mismatch is an
-/// `io::ErrorKind::InvalidData` error naming both digests.
+/// Invariants: once it has returned `Ok(0)` the content is verified and every later read is
+/// `Ok(0)` (more data from a non-fused source is an error, never passed on); once it has
+/// failed, every later read fails the same way. A mismatch is `io::ErrorKind::InvalidData`
+/// naming both digests.
 #[derive(Debug)]
 pub struct VerifyingReader<R> {
     inner: R,
     digester: Digester,
     expected: Digest,
     expected_size: Option<u64>,
-    verified: bool,
+    state: VerifyState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum VerifyState {
+    Reading,
+    Verified,
+    Failed(String),
 }
 
 impl<R: Read> VerifyingReader<R> {
@@ -202,17 +211,55 @@ impl<R: Read> VerifyingReader<R> {
             digester: Digester::new(),
             expected,
             expected_size,
-            verified: false,
+            state: VerifyState::Reading,
         }
     }
 
-    fn mismatch(&self, message: String) -> io::Error {
+    fn fail(&mut self, message: String) -> io::Error {
+        self.state = VerifyState::Failed(message.clone());
         io::Error::new(io::ErrorKind::InvalidData, message)
+    }
+
+    /// Checks digest and size at end of input.
+    fn verify_end(&mut self) -> io::Result<()> {
+        let (got, len) = std::mem::take(&mut self.digester).finish();
+        if let Some(size) = self.expected_size {
+            if len != size {
+                return Err(self.fail(format!(
+                    "Content of {} has {len} bytes, expected {size}",
+                    self.expected
+                )));
+            }
+        }
+        if got != self.expected {
+            return Err(self.fail(format!(
+                "Content digest mismatch: expected {}, got {got}",
+                self.expected
+            )));
+        }
+        self.state = VerifyState::Verified;
+        Ok(())
     }
 }
 
 impl<R: Read> Read for VerifyingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &self.state {
+            VerifyState::Failed(message) => {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, message.clone()))
+            }
+            VerifyState::Verified => {
+                let mut probe = [0u8; 1];
+                return match self.inner.read(&mut probe)? {
+                    0 => Ok(0),
+                    _ => Err(self.fail(format!(
+                        "Content of {} continued after its end",
+                        self.expected
+                    ))),
+                };
+            }
+            VerifyState::Reading => {}
+        }
         if buf.is_empty() {
             return Ok(0);
         }
@@ -220,30 +267,14 @@ impl<R: Read> Read for VerifyingReader<R> {
         self.digester.update(&buf[..n]);
         if let Some(size) = self.expected_size {
             if self.digester.len() > size {
-                return Err(self.mismatch(format!(
+                return Err(self.fail(format!(
                     "Content of {} is longer than the expected {size} bytes",
                     self.expected
                 )));
             }
         }
-        if n == 0 && !self.verified {
-            let digester = std::mem::take(&mut self.digester);
-            let (got, len) = digester.finish();
-            if let Some(size) = self.expected_size {
-                if len != size {
-                    return Err(self.mismatch(format!(
-                        "Content of {} has {len} bytes, expected {size}",
-                        self.expected
-                    )));
-                }
-            }
-            if got != self.expected {
-                return Err(self.mismatch(format!(
-                    "Content digest mismatch: expected {}, got {got}",
-                    self.expected
-                )));
-            }
-            self.verified = true;
+        if n == 0 {
+            self.verify_end()?;
         }
         Ok(n)
     }
@@ -298,7 +329,40 @@ mod tests {
 
         let mut long = VerifyingReader::new(&b"hello!"[..], good.clone(), Some(5));
         assert!(long.read_to_end(&mut Vec::new()).is_err());
-        let mut short = VerifyingReader::new(&b"hell"[..], good, Some(5));
+        let mut short = VerifyingReader::new(&b"hell"[..], good.clone(), Some(5));
         assert!(short.read_to_end(&mut Vec::new()).is_err());
+        assert!(
+            short.read(&mut [0u8; 8]).is_err(),
+            "a failed reader stays failed"
+        );
+    }
+
+    /// A source that returns EOF once, then more data (not fused).
+    struct Unfused(u8);
+
+    impl Read for Unfused {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.0 += 1;
+            match self.0 {
+                1 => {
+                    buf[..5].copy_from_slice(b"hello");
+                    Ok(5)
+                }
+                2 => Ok(0),
+                _ => {
+                    buf[0] = b'!';
+                    Ok(1)
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn data_after_a_verified_end_is_an_error() {
+        let mut r = VerifyingReader::new(Unfused(0), Digest::of(b"hello"), Some(5));
+        let mut buf = [0u8; 16];
+        assert_eq!(r.read(&mut buf).expect("data"), 5);
+        assert_eq!(r.read(&mut buf).expect("verified end"), 0);
+        assert!(r.read(&mut buf).is_err(), "no unverified byte may pass");
     }
 }

@@ -67,8 +67,9 @@ pub fn export_local(
     if dest.exists() {
         fs::remove_dir(dest).map_err(io_err("replace", dest))?;
     }
-    let staged = staging.keep();
-    fs::rename(&staged, dest).map_err(io_err("move the export to", dest))?;
+    // Renamed while still owned by the TempDir: if the rename fails, dropping it cleans up.
+    fs::rename(staging.path(), dest).map_err(io_err("move the export to", dest))?;
+    let _ = staging.keep();
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use rbuild_exporter::{
@@ -15,21 +15,12 @@ use rbuild_snapshotter::content::ContentStore;
 use rbuild_snapshotter::layer::{write_layer, Compression, LayerOptions, SourceKind};
 use rbuild_test::{require_root, require_tool};
 
-fn golden_base() -> PathBuf {
-    std::env::var_os("RBUILD_GOLDEN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/golden")
-        })
-        .join("base/busybox-oci.tar")
-}
-
 /// The base image plus a layer that deletes /etc/passwd (an overlay whiteout) and adds /etc/motd.
 fn image(state: &Path) -> (ContentStore, BuiltImage) {
     require_root();
     let store = ContentStore::open(state).unwrap();
     let base = rbuild_oci::import::import_tar(
-        fs::File::open(golden_base()).unwrap(),
+        fs::File::open(rbuild_test::golden_base("busybox-oci.tar")).unwrap(),
         &store,
         ("linux", "amd64"),
     )

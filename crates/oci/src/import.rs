@@ -26,6 +26,23 @@ const METADATA_LIMIT: u64 = 16 << 20;
 pub trait BlobStore: BlobSource {
     /// Stores a blob, verifying `expected` when given; returns its digest and size.
     fn put(&self, reader: &mut dyn Read, expected: Option<&Digest>) -> io::Result<(Digest, u64)>;
+    /// The size of a stored blob, `None` when it is absent.
+    fn blob_size(&self, digest: &Digest) -> io::Result<Option<u64>>;
+}
+
+/// A descriptor's blob must be stored, with the size the descriptor claims.
+fn check_blob(store: &dyn BlobStore, blob: &BlobRef) -> Result<(), ImportError> {
+    match store.blob_size(&blob.digest).map_err(ImportError::Read)? {
+        None => Err(ImportError::MissingBlob(blob.digest.clone())),
+        Some(size) if size != blob.size => Err(invalid(
+            &blob.digest.to_string(),
+            format!(
+                "the descriptor says {} bytes, the blob has {size}",
+                blob.size
+            ),
+        )),
+        Some(_) => Ok(()),
+    }
 }
 
 /// One image found in an archive.
@@ -79,17 +96,28 @@ pub fn import_tar(
     let mut archive = tar::Archive::new(reader);
     let mut metadata: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut by_path: BTreeMap<String, (Digest, u64)> = BTreeMap::new();
+    let mut links: Vec<(String, String)> = Vec::new();
     for entry in archive.entries().map_err(ImportError::Read)? {
         let mut entry = entry.map_err(ImportError::Read)?;
-        if entry.header().entry_type() != tar::EntryType::Regular {
-            continue;
-        }
+        let kind = entry.header().entry_type();
         let path = entry
             .path()
             .map_err(ImportError::Read)?
             .to_string_lossy()
             .into_owned();
         let path = path.trim_start_matches("./").to_string();
+        if kind == tar::EntryType::Symlink || kind == tar::EntryType::Link {
+            // docker save writes a layer shared by several images once and links the others.
+            if let Some(target) = entry.link_name().map_err(ImportError::Read)? {
+                let target = target.to_string_lossy().into_owned();
+                let symlink = kind == tar::EntryType::Symlink;
+                links.push((path.clone(), resolve_link(&path, &target, symlink)));
+            }
+            continue;
+        }
+        if kind != tar::EntryType::Regular {
+            continue;
+        }
         let store_err = |source| ImportError::Store {
             path: path.clone(),
             source,
@@ -114,7 +142,35 @@ pub fn import_tar(
             by_path.insert(path, stored);
         }
     }
+    for (path, target) in links {
+        if let Some(stored) = by_path.get(&target).cloned() {
+            by_path.insert(path, stored);
+        }
+    }
     resolve(&metadata, &by_path, store, platform)
+}
+
+/// The archive path a link entry points at: symlinks relative to their directory, hard links
+/// relative to the archive root; `.` and `..` resolved lexically (never above the root).
+fn resolve_link(path: &str, target: &str, symlink: bool) -> String {
+    let mut parts: Vec<&str> = if symlink && !target.starts_with('/') {
+        path.split('/').collect::<Vec<_>>()
+    } else {
+        Vec::new()
+    };
+    if symlink && !target.starts_with('/') {
+        parts.pop();
+    }
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    parts.join("/")
 }
 
 /// Imports an OCI image layout directory.
@@ -200,6 +256,7 @@ fn blob_ref(desc: &Value, what: &str) -> Result<BlobRef, ImportError> {
 }
 
 fn read_json(store: &dyn BlobStore, blob: &BlobRef) -> Result<Value, ImportError> {
+    check_blob(store, blob)?;
     let mut reader = store
         .open_blob(&blob.digest)
         .map_err(|_| ImportError::MissingBlob(blob.digest.clone()))?;
@@ -277,9 +334,7 @@ fn read_manifest(
     let doc = read_json(store, &manifest)?;
     let (config, layers) = manifest_parts(&doc, &manifest.digest.to_string())?;
     for blob in std::iter::once(&config).chain(&layers) {
-        if store.open_blob(&blob.digest).is_err() {
-            return Err(ImportError::MissingBlob(blob.digest.clone()));
-        }
+        check_blob(store, blob)?;
     }
     Ok(ImportedImage {
         names,
@@ -291,12 +346,15 @@ fn read_manifest(
 
 /// Layer media type from the first bytes of the blob.
 fn sniff_layer_type(store: &dyn BlobStore, digest: &Digest) -> Result<&'static str, ImportError> {
-    let mut head = [0u8; 4];
-    let mut reader = store
+    let mut head = Vec::with_capacity(4);
+    let reader = store
         .open_blob(digest)
         .map_err(|_| ImportError::MissingBlob(digest.clone()))?;
-    let n = reader.read(&mut head).map_err(ImportError::Read)?;
-    Ok(match &head[..n] {
+    reader
+        .take(4)
+        .read_to_end(&mut head)
+        .map_err(ImportError::Read)?;
+    Ok(match head.as_slice() {
         [0x1f, 0x8b, ..] => media_types::OCI_LAYER_GZIP,
         [0x28, 0xb5, 0x2f, 0xfd] => media_types::OCI_LAYER_ZSTD,
         _ => media_types::OCI_LAYER,

@@ -1,5 +1,6 @@
 //! rbuild-test: fixtures for tests that use real components.
 //!
+//! - [`shared_dir`], [`golden_base`]: the shared corpora beside the repository.
 //! - [`require_tool`]: a missing tool fails the test with the Debian package to install, never a
 //!   silent skip.
 //! - [`Dockerd`]: a private dockerd (own data-root, exec-root and socket, no iptables, no bridge)
@@ -8,6 +9,31 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The `shared/` folder beside the repository (read-only corpora and tools).
+pub fn shared_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
+    assert!(
+        dir.is_dir(),
+        "shared/ not found beside the repository at {}",
+        dir.display()
+    );
+    dir
+}
+
+/// A file of the golden corpus' base images (`RBUILD_GOLDEN`, default `shared/conformance/golden`).
+pub fn golden_base(file: &str) -> PathBuf {
+    let root = std::env::var_os("RBUILD_GOLDEN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| shared_dir().join("conformance/golden"));
+    let path = root.join("base").join(file);
+    assert!(
+        path.is_file(),
+        "golden base image {} not found (set RBUILD_GOLDEN)",
+        path.display()
+    );
+    path
+}
 
 /// Finds `tool` on PATH (or at an absolute path), or panics naming the package to install.
 pub fn require_tool(tool: &str, package: &str) -> PathBuf {

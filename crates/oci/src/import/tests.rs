@@ -2,7 +2,6 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use rbuild_digest::VerifyingReader;
 
@@ -33,21 +32,10 @@ impl BlobStore for Memory {
         self.0.borrow_mut().insert(digest.clone(), bytes);
         Ok((digest, len))
     }
-}
 
-fn golden_base() -> PathBuf {
-    let root = std::env::var_os("RBUILD_GOLDEN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/golden")
-        });
-    let base = root.join("base");
-    assert!(
-        base.is_dir(),
-        "golden corpus base images not found at {} (set RBUILD_GOLDEN)",
-        base.display()
-    );
-    base
+    fn blob_size(&self, digest: &Digest) -> io::Result<Option<u64>> {
+        Ok(self.0.borrow().get(digest).map(|b| b.len() as u64))
+    }
 }
 
 const AMD64: (&str, &str) = ("linux", "amd64");
@@ -56,7 +44,7 @@ const DIFF_ID: &str = "sha256:01e9def1fdec6458c4c8af8ff279c306321f43da4d3aa7e106
 #[test]
 fn imports_skopeo_oci_archive() {
     let store = Memory::default();
-    let file = std::fs::File::open(golden_base().join("busybox-oci.tar")).unwrap();
+    let file = std::fs::File::open(rbuild_test::golden_base("busybox-oci.tar")).unwrap();
     let images = import_tar(file, &store, AMD64).unwrap();
     assert_eq!(images.len(), 1);
     let image = &images[0];
@@ -73,7 +61,7 @@ fn imports_skopeo_oci_archive() {
 #[test]
 fn imports_docker_save_archive() {
     let store = Memory::default();
-    let file = std::fs::File::open(golden_base().join("docker-save.tar")).unwrap();
+    let file = std::fs::File::open(rbuild_test::golden_base("docker-save.tar")).unwrap();
     let images = import_tar(file, &store, AMD64).unwrap();
     assert_eq!(images.len(), 1);
     let image = &images[0];
@@ -90,7 +78,7 @@ fn imports_docker_save_archive() {
 #[test]
 fn round_trips_our_own_archive() {
     let store = Memory::default();
-    let file = std::fs::File::open(golden_base().join("busybox-oci.tar")).unwrap();
+    let file = std::fs::File::open(rbuild_test::golden_base("busybox-oci.tar")).unwrap();
     let image = import_tar(file, &store, AMD64).unwrap().remove(0);
     let mut out = Vec::new();
     let archive = ArchiveImage {
@@ -157,7 +145,7 @@ fn rejects_wrong_blob_content_missing_blobs_and_unknown_formats() {
 #[test]
 fn picks_the_platform_from_a_nested_index() {
     let store = Memory::default();
-    let file = std::fs::File::open(golden_base().join("busybox-oci.tar")).unwrap();
+    let file = std::fs::File::open(rbuild_test::golden_base("busybox-oci.tar")).unwrap();
     let image = import_tar(file, &store, AMD64).unwrap().remove(0);
     let nested = format!(
         r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{{"mediaType":"{}","digest":"{}","size":{},"platform":{{"os":"linux","architecture":"amd64"}}}}]}}"#,
@@ -177,4 +165,42 @@ fn picks_the_platform_from_a_nested_index() {
     assert_eq!(found[0].manifest, image.manifest);
     let err = resolve(&metadata, &BTreeMap::new(), &store, ("linux", "s390x")).unwrap_err();
     assert!(err.to_string().contains("linux/amd64"), "{err}");
+}
+
+#[test]
+fn descriptor_sizes_are_checked() {
+    let store = Memory::default();
+    let (layer, _) = store.put(&mut &b"layer"[..], None).unwrap();
+    let (config, config_size) = store.put(&mut &b"{}"[..], None).unwrap();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"config":{{"mediaType":"{}","digest":"{config}","size":{config_size}}},"layers":[{{"mediaType":"{}","digest":"{layer}","size":999}}]}}"#,
+        media_types::OCI_CONFIG,
+        media_types::OCI_LAYER
+    );
+    let (m, m_size) = store.put(&mut manifest.as_bytes(), None).unwrap();
+    let index = format!(
+        r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{}","digest":"{m}","size":{m_size}}}]}}"#,
+        media_types::OCI_MANIFEST
+    );
+    let mut metadata = BTreeMap::new();
+    metadata.insert("index.json".to_string(), index.into_bytes());
+    let err = resolve(&metadata, &BTreeMap::new(), &store, AMD64).unwrap_err();
+    assert!(
+        err.to_string().contains("says 999 bytes, the blob has 5"),
+        "{err}"
+    );
+}
+
+#[test]
+fn links_resolve_inside_the_archive() {
+    assert_eq!(
+        resolve_link("a/layer.tar", "../b/layer.tar", true),
+        "b/layer.tar"
+    );
+    assert_eq!(
+        resolve_link("a/layer.tar", "b/layer.tar", false),
+        "b/layer.tar"
+    );
+    assert_eq!(resolve_link("a/layer.tar", "../../../x", true), "x");
+    assert_eq!(resolve_link("a/l", "/abs/y", true), "abs/y");
 }
