@@ -8,6 +8,8 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::str::FromStr;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
 
 use sha2::{Digest as _, Sha256};
 
@@ -149,6 +151,135 @@ impl Write for Digester {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// Bytes per chunk handed to a [`BackgroundDigester`]'s thread.
+const CHUNK: usize = 256 << 10;
+/// Chunks in flight: memory is bounded by about `(IN_FLIGHT + 3) × CHUNK` (1.75 MiB).
+const IN_FLIGHT: usize = 4;
+
+/// A digester whose hashing runs on its own thread, for streams where sha256 would otherwise
+/// be most of the work (an uncompressed layer, applying a layer). `update` copies the bytes into
+/// a chunk; full chunks go, in order, through a bounded channel to the hashing thread, which
+/// hands the buffers back for reuse.
+///
+/// Invariant: the digest covers exactly the bytes passed to `update`, in order. Dropping it
+/// (also on error paths) closes the channel and joins the thread: no thread outlives it.
+pub struct BackgroundDigester {
+    chunk: Vec<u8>,
+    to_hasher: Option<SyncSender<Vec<u8>>>,
+    spare: Receiver<Vec<u8>>,
+    handle: Option<JoinHandle<(Digest, u64)>>,
+}
+
+impl fmt::Debug for BackgroundDigester {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackgroundDigester")
+            .field("buffered", &self.chunk.len())
+            .finish()
+    }
+}
+
+fn hasher_gone() -> io::Error {
+    io::Error::other("the hashing thread stopped")
+}
+
+impl BackgroundDigester {
+    /// Starts the hashing thread.
+    pub fn new() -> io::Result<Self> {
+        let (to_hasher, chunks) = sync_channel::<Vec<u8>>(IN_FLIGHT);
+        let (give_back, spare) = sync_channel::<Vec<u8>>(IN_FLIGHT + 2);
+        let handle = std::thread::Builder::new()
+            .name("rbuild-digest".into())
+            .spawn(move || {
+                let mut digester = Digester::new();
+                for mut chunk in chunks {
+                    digester.update(&chunk);
+                    chunk.clear();
+                    // Enough spares, or the sender is gone: dropping the buffer is fine.
+                    let _ = give_back.try_send(chunk);
+                }
+                digester.finish()
+            })?;
+        Ok(BackgroundDigester {
+            chunk: Vec::with_capacity(CHUNK),
+            to_hasher: Some(to_hasher),
+            spare,
+            handle: Some(handle),
+        })
+    }
+
+    fn ship(&mut self) -> io::Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        let next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        let full = std::mem::replace(&mut self.chunk, next);
+        let sender = self.to_hasher.as_ref().ok_or_else(hasher_gone)?;
+        sender.send(full).map_err(|_| hasher_gone())
+    }
+
+    /// Adds `bytes` to the digest.
+    pub fn update(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            let take = bytes.len().min(CHUNK - self.chunk.len());
+            self.chunk.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.chunk.len() == CHUNK {
+                self.ship()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The digest and size of everything passed to `update`.
+    pub fn finish(mut self) -> io::Result<(Digest, u64)> {
+        self.ship()?;
+        drop(self.to_hasher.take());
+        let handle = self.handle.take().ok_or_else(hasher_gone)?;
+        handle.join().map_err(|_| hasher_gone())
+    }
+}
+
+impl Drop for BackgroundDigester {
+    fn drop(&mut self) {
+        drop(self.to_hasher.take());
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// A reader that digests what passes through it on a background thread.
+#[derive(Debug)]
+pub struct BackgroundDigestingReader<R> {
+    inner: R,
+    digester: BackgroundDigester,
+}
+
+impl<R: Read> BackgroundDigestingReader<R> {
+    pub fn new(inner: R) -> io::Result<Self> {
+        Ok(BackgroundDigestingReader {
+            inner,
+            digester: BackgroundDigester::new()?,
+        })
+    }
+
+    /// The digest and size of what was read so far.
+    pub fn finish(self) -> io::Result<(Digest, u64)> {
+        self.digester.finish()
+    }
+}
+
+impl<R: Read> Read for BackgroundDigestingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.digester.update(&buf[..n])?;
+        Ok(n)
     }
 }
 
@@ -312,6 +443,34 @@ mod tests {
         let mut r = DigestingReader::new(&data[..]);
         io::copy(&mut r, &mut io::sink()).expect("copy");
         assert_eq!(r.finish().0, Digest::of(&data));
+    }
+
+    #[test]
+    fn background_digesting_matches_one_shot() {
+        let data: Vec<u8> = (0..3 * CHUNK + 12345)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        for step in [1usize, 511, CHUNK, CHUNK + 7, data.len()] {
+            let mut d = BackgroundDigester::new().expect("thread");
+            for piece in data.chunks(step) {
+                d.update(piece).expect("update");
+            }
+            assert_eq!(
+                d.finish().expect("finish"),
+                (Digest::of(&data), data.len() as u64)
+            );
+        }
+        let empty = BackgroundDigester::new().expect("thread");
+        assert_eq!(empty.finish().expect("finish"), (Digest::of(b""), 0));
+        let mut r = BackgroundDigestingReader::new(&data[..]).expect("thread");
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).expect("read");
+        assert_eq!(out, data);
+        assert_eq!(r.finish().expect("finish").0, Digest::of(&data));
+        // Dropped unfinished: the thread is joined, nothing hangs.
+        let mut unfinished = BackgroundDigester::new().expect("thread");
+        unfinished.update(&data).expect("update");
+        drop(unfinished);
     }
 
     #[test]

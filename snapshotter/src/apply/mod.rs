@@ -61,7 +61,7 @@ mod tests;
 use std::io::{self, Read};
 use std::path::Path;
 
-use rbuild_digest::{Digest, DigestingReader};
+use rbuild_digest::{BackgroundDigestingReader, Digest};
 
 pub use error::ApplyError;
 
@@ -124,7 +124,8 @@ pub fn apply_layer(
         source,
     })?;
     let (_, tar_stream) = decompress::decompress(reader)?;
-    let mut digesting = DigestingReader::new(tar_stream);
+    // The diff_id is hashed on a background thread: sha256 costs as much as the unpacking.
+    let mut digesting = BackgroundDigestingReader::new(tar_stream).map_err(ApplyError::Read)?;
     let mut unpacker = Unpacker::new(resolver, options);
     {
         let mut archive = tar::Archive::new(&mut digesting);
@@ -137,7 +138,7 @@ pub fn apply_layer(
     let entries = unpacker.entries;
     let owners_not_set = unpacker.owners_not_set();
     unpacker.finish()?;
-    let (diff_id, bytes) = digesting.finish();
+    let (diff_id, bytes) = digesting.finish().map_err(ApplyError::Read)?;
     Ok(ApplyStats {
         entries,
         bytes,

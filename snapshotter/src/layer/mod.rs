@@ -121,11 +121,11 @@ pub fn write_layer(
     let epoch = options.source_date_epoch;
     let (diff_id, digest, size) = match options.compression {
         Compression::Uncompressed => {
-            // sha256 is most of the cost here: it runs on its own thread (chunks written in
-            // 256 KiB calls, so no BufWriter is needed).
-            let mut tar = ThreadedHashingWriter::new(out).map_err(LayerError::write)?;
+            // sha256 is most of the cost here: it runs on its own thread.
+            let buffered = std::io::BufWriter::with_capacity(256 << 10, out);
+            let mut tar = ThreadedHashingWriter::new(buffered).map_err(LayerError::write)?;
             archive::write_tar(walker, &mut tar, epoch)?;
-            let (inner, diff_id, size) = tar.finish().map_err(LayerError::write)?;
+            let (mut inner, diff_id, size) = tar.finish().map_err(LayerError::write)?;
             inner.flush().map_err(LayerError::write)?;
             (diff_id.clone(), diff_id, size)
         }
