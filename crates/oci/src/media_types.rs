@@ -23,6 +23,15 @@ pub fn docker_layer_type(oci: &str) -> Option<&'static str> {
     }
 }
 
+/// The OCI equivalent of a Docker layer media type (OCI types pass through).
+pub fn oci_layer_type(media_type: &str) -> &str {
+    match media_type {
+        DOCKER_LAYER_GZIP => OCI_LAYER_GZIP,
+        DOCKER_LAYER => OCI_LAYER,
+        other => other,
+    }
+}
+
 /// Whether `media_type` is a single-image manifest (OCI or Docker).
 pub fn is_manifest(media_type: &str) -> bool {
     media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST

@@ -184,7 +184,7 @@ pub fn manifest_json(
         let media_type = if docker {
             media_types::docker_layer_type(&layer.media_type).unwrap_or(layer.media_type.as_str())
         } else {
-            layer.media_type.as_str()
+            media_types::oci_layer_type(&layer.media_type)
         };
         layer_descs.push(
             DescriptorBuilder::default()
