@@ -50,6 +50,7 @@ mod decompress;
 mod error;
 mod meta;
 mod remove;
+pub use remove::remove_tree;
 mod resolve;
 mod unpack;
 mod whiteout;

@@ -8,7 +8,9 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use rustix::fs::{self as rfs, AtFlags, Dir, Mode, OFlags};
+use std::path::Path;
+
+use rustix::fs::{self as rfs, AtFlags, Dir, Mode, OFlags, StatxFlags};
 use rustix::io::Errno;
 
 /// How many times a directory is rescanned when `rmdir` still finds it non-empty.
@@ -22,12 +24,15 @@ pub(crate) fn remove_all(parent: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> 
         Err(Errno::ISDIR) | Err(Errno::PERM) => {}
         Err(errno) => return Err(errno.into()),
     }
+    let mount = mount_id(parent)?;
     let mut current = open_child_dir(parent, name)?;
+    same_mount(current.as_fd(), mount)?;
     let mut path: Vec<Vec<u8>> = Vec::new();
     let mut rescans = 0;
     loop {
         if let Some(child) = empty_files(&current)? {
             current = open_child_dir(current.as_fd(), &child)?;
+            same_mount(current.as_fd(), mount)?;
             path.push(child);
             continue;
         }
@@ -52,6 +57,35 @@ pub(crate) fn remove_all(parent: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> 
             Err(Errno::NOTEMPTY) if rescans < RESCANS => rescans += 1,
             Err(errno) => return Err(errno.into()),
         }
+    }
+}
+
+/// Removes the directory tree at `path` (see [`remove_all`]): never through a symlink, never
+/// across a mount point. A missing path is not an error.
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "cannot remove a path without a final name",
+        )
+    })?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let parent = rfs::open(parent, dir_flags(), Mode::empty())?;
+    remove_all(parent.as_fd(), std::os::unix::ffi::OsStrExt::as_bytes(name))
+}
+
+fn mount_id(dir: BorrowedFd<'_>) -> io::Result<u64> {
+    Ok(rfs::statx(dir, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)?.stx_mnt_id)
+}
+
+fn same_mount(dir: BorrowedFd<'_>, mount: u64) -> io::Result<()> {
+    if mount_id(dir)? == mount {
+        Ok(())
+    } else {
+        Err(io::Error::other("refusing to remove across a mount point"))
     }
 }
 
@@ -87,6 +121,32 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    /// A bind mount inside the tree (same filesystem, so st_dev alone would not notice) stops
+    /// the removal; the mounted directory's content is untouched.
+    #[test]
+    fn never_removes_across_a_mount_point() {
+        rbuild_test::require_root();
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("host-data");
+        std::fs::create_dir(&host).unwrap();
+        std::fs::write(host.join("precious"), "keep").unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("a/mnt")).unwrap();
+        std::fs::write(tree.join("a/file"), "x").unwrap();
+        rustix::mount::mount_bind(&host, tree.join("a/mnt")).unwrap();
+        let result = remove_tree(&tree);
+        rustix::mount::unmount(tree.join("a/mnt"), rustix::mount::UnmountFlags::DETACH).unwrap();
+        let err = result.unwrap_err();
+        assert!(err.to_string().contains("across a mount point"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(host.join("precious")).unwrap(),
+            "keep"
+        );
+        remove_tree(&tree).unwrap();
+        assert!(!tree.exists());
+        remove_tree(&tree).unwrap();
+    }
 
     #[test]
     fn removes_deep_trees_without_following_symlinks() {

@@ -258,7 +258,7 @@ impl Snapshotter {
         let n = NEXT_REMOVAL.fetch_add(1, Ordering::Relaxed);
         let doomed = self.active.join(format!("{}-{n}-rm", std::process::id()));
         fs::rename(&dir, &doomed).map_err(io_err("remove", &dir))?;
-        fs::remove_dir_all(&doomed).map_err(io_err("remove", &doomed))?;
+        crate::apply::remove_tree(&doomed).map_err(io_err("remove", &doomed))?;
         Ok(true)
     }
 }
@@ -306,7 +306,8 @@ impl Drop for View {
         // Only remove the directory once nothing is mounted below it: removing through a live
         // overlay would write whiteouts instead of freeing space.
         if self.unmount_all(unmount_detach).is_ok() {
-            let _ = fs::remove_dir_all(&self.dir);
+            // Never across a mount: anything still mounted inside stays, rather than being deleted.
+            let _ = crate::apply::remove_tree(&self.dir);
         }
     }
 }
