@@ -49,6 +49,10 @@ pub struct HistoryEntry {
 #[derive(Debug, Clone)]
 pub struct ImageBuilder {
     config: ImageConfiguration,
+    /// Keys of the runtime `config` object that oci-spec's `Config` has no field for
+    /// (`Healthcheck`, `OnBuild`, `Shell`, `ArgsEscaped`, ...), kept verbatim so an image built
+    /// FROM a Docker image does not silently lose them.
+    runtime_extras: serde_json::Map<String, serde_json::Value>,
 }
 
 fn spec_digest(d: &Digest) -> Result<oci_spec::image::Digest, ModelError> {
@@ -76,19 +80,54 @@ impl ImageBuilder {
             config.set_variant(Some(v.to_string()));
         }
         config.set_history(Some(Vec::new()));
-        Ok(ImageBuilder { config })
+        Ok(ImageBuilder {
+            config,
+            runtime_extras: serde_json::Map::new(),
+        })
     }
 
     /// Starts from a base image's config JSON.
     pub fn from_config_json(bytes: &[u8]) -> Result<Self, ModelError> {
-        let mut config: ImageConfiguration = serde_json::from_slice(bytes)?;
+        let raw: serde_json::Value = serde_json::from_slice(bytes)?;
+        let mut config: ImageConfiguration = serde_json::from_value(raw.clone())?;
         if config.history().is_none() {
             config.set_history(Some(Vec::new()));
         }
         if config.config().is_none() {
             config.set_config(Some(ConfigBuilder::default().build()?));
         }
-        Ok(ImageBuilder { config })
+        // Whatever oci-spec does not model inside `config` is carried over as it was.
+        let known = serde_json::to_value(config.config())?;
+        let mut runtime_extras = serde_json::Map::new();
+        if let Some(runtime) = raw.get("config").and_then(|c| c.as_object()) {
+            for (key, value) in runtime {
+                if known.get(key).is_none() && !value.is_null() {
+                    runtime_extras.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        Ok(ImageBuilder {
+            config,
+            runtime_extras,
+        })
+    }
+
+    /// Sets (or, with `None`, removes) a runtime key oci-spec does not model, such as
+    /// `Healthcheck`, `OnBuild` or `Shell`.
+    pub fn set_runtime_extra(&mut self, key: &str, value: Option<serde_json::Value>) {
+        match value {
+            Some(v) => {
+                self.runtime_extras.insert(key.to_string(), v);
+            }
+            None => {
+                self.runtime_extras.remove(key);
+            }
+        }
+    }
+
+    /// A runtime key oci-spec does not model, if set.
+    pub fn runtime_extra(&self, key: &str) -> Option<&serde_json::Value> {
+        self.runtime_extras.get(key)
     }
 
     /// Changes the runtime part of the config (Env, Cmd, Entrypoint, WorkingDir, ...).
@@ -158,7 +197,15 @@ impl ImageBuilder {
 
     /// The config as JSON bytes.
     pub fn config_json(&self) -> Result<Vec<u8>, ModelError> {
-        Ok(crate::canonical::to_vec(&self.config)?)
+        let mut doc = serde_json::to_value(&self.config)?;
+        if !self.runtime_extras.is_empty() {
+            if let Some(runtime) = doc.get_mut("config").and_then(|c| c.as_object_mut()) {
+                for (key, value) in &self.runtime_extras {
+                    runtime.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        Ok(crate::canonical::to_vec(&doc)?)
     }
 }
 
@@ -287,6 +334,26 @@ mod tests {
             b.config_json().expect("again"),
             b.config_json().expect("stable")
         );
+    }
+
+    #[test]
+    fn docker_only_config_keys_survive_a_rebuild() {
+        let base = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},
+            "config":{"Env":["A=1"],"Healthcheck":{"Test":["CMD-SHELL","true"],"Interval":30000000000},
+            "OnBuild":["RUN echo hi"],"Shell":["/bin/bash","-c"],"ArgsEscaped":true}}"#;
+        let mut b = ImageBuilder::from_config_json(base).expect("base");
+        assert!(b.runtime_extra("Healthcheck").is_some());
+        b.set_runtime_extra("Shell", None);
+        b.update_runtime(|c| {
+            c.set_env(Some(vec!["A=2".into()]));
+        });
+        let json: serde_json::Value =
+            serde_json::from_slice(&b.config_json().expect("json")).expect("parse");
+        assert_eq!(json["config"]["Env"][0], "A=2");
+        assert_eq!(json["config"]["Healthcheck"]["Interval"], 30_000_000_000u64);
+        assert_eq!(json["config"]["OnBuild"][0], "RUN echo hi");
+        assert_eq!(json["config"]["ArgsEscaped"], true);
+        assert!(json["config"].get("Shell").is_none());
     }
 
     #[test]
