@@ -24,6 +24,7 @@
 # - MB/s: bytes of our uncompressed layer tar / median seconds (10^6 bytes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/packages.sh
 export LC_ALL=C
 
 runs=3
@@ -32,15 +33,7 @@ missing=()
 command -v pigz >/dev/null 2>&1 || missing+=(pigz)
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 [ -x /usr/bin/time ] || missing+=(time)
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "bench-storage: needs the Debian packages: ${missing[*]} (run as root to install them)" >&2
-    exit 1
-  fi
-  echo "== installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+install_missing "bench-storage" "${missing[@]}"
 tar --version | head -n 1 | grep -q 'GNU tar' || { echo "bench-storage: needs GNU tar" >&2; exit 1; }
 
 base=${1:-/tmp}

@@ -4,6 +4,7 @@
 # The conformance corpus root is RBUILD_CONFORMANCE (default: ../shared/conformance).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/packages.sh
 
 need() {
   command -v "$1" >/dev/null 2>&1 || { echo "missing tool \`$1\`: install $2" >&2; exit 1; }
@@ -15,15 +16,7 @@ command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
 command -v umoci >/dev/null 2>&1 || missing+=(umoci)
 [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || missing+=(docker.io)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "the tests need these Debian packages: ${missing[*]} (run as root to install them, or apt-get install them)" >&2
-    exit 1
-  fi
-  echo "== installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+install_missing "the test suite" "${missing[@]}"
 
 need cargo "the Rust toolchain (rustup)"
 need cargo-fmt "rustfmt (rustup component add rustfmt)"

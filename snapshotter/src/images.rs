@@ -72,12 +72,18 @@ pub fn normalize_name(name: &str) -> Result<String, ImageStoreError> {
     if !valid {
         return Err(ImageStoreError::InvalidName(name.to_string()));
     }
+    Ok(with_default_tag(name))
+}
+
+/// `name` with `:latest` appended when it has neither a tag (a `:` after the last `/`) nor a
+/// digest, as docker does. No validation: see [`normalize_name`].
+pub fn with_default_tag(name: &str) -> String {
     let last = name.rsplit('/').next().unwrap_or(name);
-    Ok(if last.contains(':') || name.contains('@') {
+    if last.contains(':') || name.contains('@') {
         name.to_string()
     } else {
         format!("{name}:latest")
-    })
+    }
 }
 
 /// File name for a normalised image name: `/`, `:` and `@` percent-encoded.

@@ -8,6 +8,7 @@ use rbuild_digest::Digest;
 use rbuild_oci::model::{manifest_json, BlobRef};
 use rbuild_oci::{media_types, write_image_archive, ArchiveImage};
 use rbuild_snapshotter::content::ContentStore;
+use rbuild_snapshotter::images::with_default_tag;
 
 /// A built image: its config and layers, all in the content store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,16 +39,6 @@ pub enum ExportError {
     },
     #[error("Export destination `{}` exists and is not an empty directory", .0.display())]
     DestNotEmpty(PathBuf),
-}
-
-/// `docker load` wants `name:tag`; a name without a tag gets `:latest`, as docker does.
-fn repo_tag(name: &str) -> String {
-    let last = name.rsplit('/').next().unwrap_or(name);
-    if last.contains(':') || name.contains('@') {
-        name.to_string()
-    } else {
-        format!("{name}:latest")
-    }
 }
 
 /// Writes the manifest for `image` into `store` and the archive to `out`; returns the manifest
@@ -86,7 +77,8 @@ pub fn export_image_archive(
         config,
         layers: image.layers.clone(),
         names: names.to_vec(),
-        repo_tags: names.iter().map(|n| repo_tag(n)).collect(),
+        // docker load wants `name:tag`.
+        repo_tags: names.iter().map(|n| with_default_tag(n)).collect(),
         mtime,
     };
     write_image_archive(&mut *out, &archive, store)?;
@@ -100,7 +92,7 @@ pub fn export_image_archive(
 
 #[cfg(test)]
 mod tests {
-    use super::repo_tag;
+    use super::with_default_tag as repo_tag;
 
     #[test]
     fn repo_tags_get_latest() {

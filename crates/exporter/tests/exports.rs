@@ -10,22 +10,15 @@ use std::process::Command;
 use rbuild_exporter::{
     export_image_archive, export_local, export_rootfs_tar, BuiltImage, ExportError,
 };
-use rbuild_oci::model::{BlobRef, HistoryEntry, ImageBuilder};
 use rbuild_snapshotter::content::ContentStore;
-use rbuild_snapshotter::layer::{write_layer, Compression, LayerOptions, SourceKind};
+use rbuild_snapshotter::layer::{Compression, SourceKind};
 use rbuild_test::{require_root, require_tool};
+
+mod common;
 
 /// The base image plus a layer that deletes /etc/passwd (an overlay whiteout) and adds /etc/motd.
 fn image(state: &Path) -> (ContentStore, BuiltImage) {
     require_root();
-    let store = ContentStore::open(state).unwrap();
-    let base = rbuild_oci::import::import_tar(
-        fs::File::open(rbuild_test::golden_base("busybox-oci.tar")).unwrap(),
-        &store,
-        ("linux", "amd64"),
-    )
-    .unwrap()
-    .remove(0);
     let upper = tempfile::tempdir().unwrap();
     fs::create_dir(upper.path().join("etc")).unwrap();
     fs::write(upper.path().join("etc/motd"), "welcome\n").unwrap();
@@ -37,51 +30,14 @@ fn image(state: &Path) -> (ContentStore, BuiltImage) {
         0,
     )
     .unwrap();
-    let mut writer = store.writer().unwrap();
-    let options = LayerOptions {
-        compression: Compression::Gzip { level: 6 },
-        source_date_epoch: Some(0),
-        threads: 0,
-    };
-    let layer = write_layer(
+    common::image_with_layer(
+        state,
         upper.path(),
         SourceKind::OverlayUpper,
-        &mut writer,
-        &options,
+        Compression::Gzip { level: 6 },
+        "RUN rm /etc/passwd && echo welcome > /etc/motd",
+        None,
     )
-    .unwrap();
-    writer
-        .commit(Some(&layer.digest), Some(layer.size))
-        .unwrap();
-    let mut base_config = Vec::new();
-    std::io::Read::read_to_end(
-        &mut store.open_blob(&base.config.digest).unwrap(),
-        &mut base_config,
-    )
-    .unwrap();
-    let mut config = ImageBuilder::from_config_json(&base_config).unwrap();
-    config
-        .add_layer(
-            &layer.diff_id,
-            HistoryEntry {
-                created_by: "RUN rm /etc/passwd && echo welcome > /etc/motd".into(),
-                ..HistoryEntry::default()
-            },
-        )
-        .unwrap();
-    let stored = store.put_bytes(&config.config_json().unwrap()).unwrap();
-    let mut layers = base.layers.clone();
-    layers.push(BlobRef {
-        digest: layer.digest,
-        size: layer.size,
-        media_type: layer.media_type.into(),
-    });
-    let config = BlobRef {
-        digest: stored.digest,
-        size: stored.size,
-        media_type: rbuild_oci::media_types::OCI_CONFIG.into(),
-    };
-    (store, BuiltImage { config, layers })
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //!
 //! The image is the golden corpus' busybox base (imported from its skopeo OCI archive) plus one
 //! layer with `/etc/hello`, written by our layer writer into our content store and exported by
-//! our archive writer. Then: `skopeo inspect oci-archive:`, `umoci unpack`, `docker load` into a
+//! `export_image_archive`. Then: `skopeo inspect oci-archive:`, `umoci unpack`, `docker load` into a
 //! private dockerd and `docker run ... cat /etc/hello`, and `image-summary.py` of the shared
 //! tools for the layer's exact files. Tools come from Debian (installed by .ci/run).
 #![allow(clippy::unwrap_used)]
@@ -12,11 +12,11 @@ use std::path::Path;
 use std::process::Command;
 
 use rbuild_digest::Digest;
-use rbuild_oci::model::{manifest_json, BlobRef, HistoryEntry, ImageBuilder};
-use rbuild_oci::{media_types, write_image_archive, ArchiveImage};
-use rbuild_snapshotter::content::ContentStore;
-use rbuild_snapshotter::layer::{write_layer, Compression, LayerOptions, SourceKind};
+use rbuild_exporter::export_image_archive;
+use rbuild_snapshotter::layer::{Compression, SourceKind};
 use rbuild_test::{require_tool, Dockerd};
+
+mod common;
 
 const NAME: &str = "rbuild-test/hello:1";
 const HELLO: &str = "hello from rbuild\n";
@@ -24,77 +24,19 @@ const EPOCH: &str = "1970-01-01T00:00:00Z";
 
 /// Builds the image into a fresh state root and exports it to `out`; returns the manifest digest.
 fn build_image(state: &Path, out: &Path, compression: Compression) -> Digest {
-    let store = ContentStore::open(state).unwrap();
-    let base = rbuild_oci::import::import_tar(
-        fs::File::open(rbuild_test::golden_base("busybox-oci.tar")).unwrap(),
-        &store,
-        ("linux", "amd64"),
-    )
-    .unwrap()
-    .remove(0);
-
     let tree = tempfile::tempdir().unwrap();
     fs::create_dir(tree.path().join("etc")).unwrap();
     fs::write(tree.path().join("etc/hello"), HELLO).unwrap();
-    let mut writer = store.writer().unwrap();
-    let options = LayerOptions {
+    let (store, image) = common::image_with_layer(
+        state,
+        tree.path(),
+        SourceKind::PlainDir,
         compression,
-        source_date_epoch: Some(0),
-        threads: 0,
-    };
-    let layer = write_layer(tree.path(), SourceKind::PlainDir, &mut writer, &options).unwrap();
-    writer
-        .commit(Some(&layer.digest), Some(layer.size))
-        .unwrap();
-
-    let mut base_config = Vec::new();
-    std::io::Read::read_to_end(
-        &mut store.open_blob(&base.config.digest).unwrap(),
-        &mut base_config,
-    )
-    .unwrap();
-    let mut image = ImageBuilder::from_config_json(&base_config).unwrap();
-    image
-        .add_layer(
-            &layer.diff_id,
-            HistoryEntry {
-                created: Some(EPOCH.into()),
-                created_by: "COPY hello /etc/hello # buildkit".into(),
-                ..HistoryEntry::default()
-            },
-        )
-        .unwrap();
-    image.set_created(Some(EPOCH.into()));
-    let config_bytes = image.config_json().unwrap();
-    let config = store.put_bytes(&config_bytes).unwrap();
-    let config = BlobRef {
-        digest: config.digest,
-        size: config.size,
-        media_type: media_types::OCI_CONFIG.into(),
-    };
-    let mut layers = base.layers.clone();
-    layers.push(BlobRef {
-        digest: layer.digest.clone(),
-        size: layer.size,
-        media_type: layer.media_type.into(),
-    });
-    let manifest_bytes = manifest_json(&config, &layers, false).unwrap();
-    let manifest = store.put_bytes(&manifest_bytes).unwrap();
-    let manifest = BlobRef {
-        digest: manifest.digest,
-        size: manifest.size,
-        media_type: media_types::OCI_MANIFEST.into(),
-    };
-    let archive = ArchiveImage {
-        manifest: manifest.clone(),
-        config,
-        layers,
-        names: vec![NAME.into()],
-        repo_tags: vec![NAME.into()],
-        mtime: 0,
-    };
-    write_image_archive(fs::File::create(out).unwrap(), &archive, &store).unwrap();
-    manifest.digest
+        "COPY hello /etc/hello # buildkit",
+        Some(EPOCH),
+    );
+    let mut file = fs::File::create(out).unwrap();
+    export_image_archive(&store, &image, &[NAME.into()], false, 0, &mut file).unwrap()
 }
 
 fn run(cmd: &mut Command) -> String {
