@@ -19,4 +19,4 @@ wc_mbps=$(python3 -c "print(f'{$big / ($end - $start) / 1e6:.0f}')")
 echo "corpus: $(ls "$root"/real-dockerfiles/*.Dockerfile | wc -l) files, $bytes bytes"
 echo "wc -l: $wc_mbps MB/s (on $big bytes)"
 
-cargo bench -p rbuild-frontend --bench parse -- --noplot 2>&1 | tee "$scratch/bench.txt" | grep -E 'real-dockerfiles|thrpt'
+cargo bench -p rbuild-frontend --bench parse -- --noplot 2>&1 | grep -E 'real-dockerfiles|thrpt'

@@ -28,8 +28,6 @@ pub struct Diagnostic {
     pub len: usize,
     /// What would have been accepted, when that is known.
     pub expected: Option<String>,
-    /// The last line of the instruction the error belongs to, when it spans several lines.
-    pub end_line: Option<usize>,
 }
 
 impl Diagnostic {
@@ -43,21 +41,12 @@ impl Diagnostic {
             },
             len,
             expected: None,
-            end_line: None,
         }
     }
 
     /// Adds what was expected instead.
     pub fn expected(mut self, expected: impl Into<String>) -> Self {
         self.expected = Some(expected.into());
-        self
-    }
-
-    /// Records the last line of the instruction.
-    pub fn until_line(mut self, end_line: usize) -> Self {
-        if end_line > self.position.line {
-            self.end_line = Some(end_line);
-        }
         self
     }
 }

@@ -18,7 +18,7 @@ use crate::args::ContextArgs;
 /// they came from.
 pub fn ignore_rules(context: &Path, dockerfile: &Path) -> Result<(IgnoreRules, Option<PathBuf>)> {
     let mut specific = dockerfile.as_os_str().to_owned();
-    specific.push(".dockerignore");
+    specific.push(DOCKERIGNORE_NAME);
     for candidate in [PathBuf::from(specific), context.join(DOCKERIGNORE_NAME)] {
         match fs::read(&candidate) {
             Ok(bytes) => {
@@ -33,7 +33,7 @@ pub fn ignore_rules(context: &Path, dockerfile: &Path) -> Result<(IgnoreRules, O
             }
         }
     }
-    Ok((IgnoreRules::parse("").context("empty ignore rules")?, None))
+    Ok((IgnoreRules::default(), None))
 }
 
 /// The context's paths (relative, `/`-separated, sorted) that the rules let through.

@@ -11,7 +11,7 @@ use rbuild_oci::import::{import_tar, parse_manifest};
 use rbuild_oci::model::BlobRef;
 use rbuild_oci::{write_image_archive, ArchiveImage};
 use rbuild_snapshotter::content::ContentStore;
-use rbuild_snapshotter::images::{ImageRecord, ImageStore};
+use rbuild_snapshotter::images::{normalize_name, ImageRecord, ImageStore};
 
 fn stores(root: &Path) -> Result<(ContentStore, ImageStore)> {
     let content = ContentStore::open(root)
@@ -43,19 +43,20 @@ pub fn load(root: &Path, input: &Path) -> Result<()> {
             writeln!(out, "Loaded image ID: {}", image.config.digest)?;
             continue;
         }
+        let mut record = ImageRecord {
+            name: String::new(),
+            manifest: image.manifest.digest.clone(),
+            manifest_size: image.manifest.size,
+            manifest_media_type: image.manifest.media_type.clone(),
+            config: image.config.digest.clone(),
+            layer_sizes: image.layers.iter().map(|l| l.size).collect(),
+        };
         for name in &image.names {
-            let record = ImageRecord {
-                name: name.clone(),
-                manifest: image.manifest.digest.clone(),
-                manifest_size: image.manifest.size,
-                manifest_media_type: image.manifest.media_type.clone(),
-                config: image.config.digest.clone(),
-                layer_sizes: image.layers.iter().map(|l| l.size).collect(),
-            };
+            record.name = normalize_name(name)?;
             images
                 .tag(&record)
                 .with_context(|| format!("Failed to name the image `{name}`"))?;
-            writeln!(out, "Loaded image: {}", images.get(name)?.name)?;
+            writeln!(out, "Loaded image: {}", record.name)?;
         }
     }
     Ok(())
@@ -132,7 +133,8 @@ fn human_size(bytes: u64) -> String {
 }
 
 pub fn list(root: &Path) -> Result<()> {
-    let (_, images) = stores(root)?;
+    let images = ImageStore::open(root)
+        .with_context(|| format!("Failed to open the state root `{}`", root.display()))?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{:<48} {:<14} SIZE", "NAME", "IMAGE ID")?;
     for record in images.list()? {
@@ -149,7 +151,8 @@ pub fn list(root: &Path) -> Result<()> {
 }
 
 pub fn remove(root: &Path, names: &[String]) -> Result<()> {
-    let (_, images) = stores(root)?;
+    let images = ImageStore::open(root)
+        .with_context(|| format!("Failed to open the state root `{}`", root.display()))?;
     let mut out = std::io::stdout().lock();
     for name in names {
         let record = images.remove(name)?;

@@ -32,6 +32,8 @@ pub(crate) struct Flags {
     strings: BTreeMap<&'static str, String>,
     bools: BTreeMap<&'static str, bool>,
     lists: BTreeMap<&'static str, Vec<String>>,
+    /// Position of each flag among the node's flag words (the last one, for list flags).
+    positions: BTreeMap<&'static str, usize>,
 }
 
 impl Flags {
@@ -44,13 +46,21 @@ impl Flags {
     pub fn list(&self, name: &str) -> Vec<String> {
         self.lists.get(name).cloned().unwrap_or_default()
     }
+    /// A boolean flag's value, `None` when it was not given.
+    pub fn opt_bool(&self, name: &str) -> Option<bool> {
+        self.bools.get(name).copied()
+    }
+    /// The index of flag `name` among the node's flags, for `Node::diagnostic_on_flag`
+    /// (`usize::MAX`, which points at the keyword, when it was not given).
+    pub fn position(&self, name: &str) -> usize {
+        self.positions.get(name).copied().unwrap_or(usize::MAX)
+    }
 }
 
 /// Checks `node`'s flags against `specs`.
 pub(crate) fn check(node: &Node, specs: &[Spec]) -> Result<Flags, Diagnostic> {
     let mut flags = Flags::default();
     let mut seen: Vec<&str> = Vec::new();
-    let keyword = node.keyword.to_uppercase();
     for (index, word) in node.flags.iter().enumerate() {
         let body = word.text.strip_prefix("--").unwrap_or(&word.text);
         let (name, value) = match body.split_once('=') {
@@ -58,6 +68,7 @@ pub(crate) fn check(node: &Node, specs: &[Spec]) -> Result<Flags, Diagnostic> {
             None => (body, None),
         };
         let Some(spec) = specs.iter().find(|s| s.name == name) else {
+            let keyword = node.keyword.to_uppercase();
             let mut d =
                 node.diagnostic_on_flag(format!("Unknown flag `--{name}` for {keyword}"), index);
             d.expected = Some(expected_list(specs, name));
@@ -69,6 +80,7 @@ pub(crate) fn check(node: &Node, specs: &[Spec]) -> Result<Flags, Diagnostic> {
             );
         }
         seen.push(spec.name);
+        flags.positions.insert(spec.name, index);
         match (spec.kind, value) {
             (Kind::Bool, None) => {
                 flags.bools.insert(spec.name, true);
@@ -119,15 +131,21 @@ fn expected_list(specs: &[Spec], given: &str) -> String {
         return "no flags on this instruction".into();
     }
     let names: Vec<String> = specs.iter().map(|s| format!("`--{}`", s.name)).collect();
-    let closest = specs
-        .iter()
-        .map(|s| (edit_distance(s.name, given), s.name))
-        .min()
-        .filter(|(d, _)| *d <= 2);
-    match closest {
-        Some((_, name)) => format!("`--{name}`? (flags accepted: {})", names.join(", ")),
+    let names_only: Vec<&str> = specs.iter().map(|s| s.name).collect();
+    match closest(&names_only, given) {
+        Some(name) => format!("`--{name}`? (flags accepted: {})", names.join(", ")),
         None => format!("one of {}", names.join(", ")),
     }
+}
+
+/// The candidate nearest to `given` when it is close enough (edit distance <= 2) to suggest.
+pub(crate) fn closest<'a>(candidates: &[&'a str], given: &str) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(c, given), *c))
+        .min()
+        .filter(|(d, _)| *d <= 2)
+        .map(|(_, c)| c)
 }
 
 /// Levenshtein distance, for "did you mean" suggestions.

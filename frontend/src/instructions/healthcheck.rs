@@ -71,11 +71,7 @@ pub(crate) fn parse(node: &Node) -> Result<Healthcheck, Diagnostic> {
         let Some(text) = flags.string(name) else {
             return Ok(0);
         };
-        let index = node
-            .flags
-            .iter()
-            .position(|f| f.text.starts_with(&format!("--{name}")));
-        let at = |msg: String| node.diagnostic_on_flag(msg, index.unwrap_or(usize::MAX));
+        let at = |msg: String| node.diagnostic_on_flag(msg, flags.position(name));
         let ns = parse_go_duration(&text)
             .map_err(|e| at(e).expected("a duration such as `30s`, `1m30s` or `500ms`"))?;
         if ns < 0 {
@@ -90,26 +86,19 @@ pub(crate) fn parse(node: &Node) -> Result<Healthcheck, Diagnostic> {
     let retries = match flags.string("retries") {
         None => 0,
         Some(text) => {
-            let index = node
-                .flags
-                .iter()
-                .position(|f| f.text.starts_with("--retries"));
+            let index = flags.position("retries");
             let value: i64 = text.parse().map_err(|_| {
-                node.diagnostic_on_flag(
-                    format!("Invalid `--retries` value `{text}`"),
-                    index.unwrap_or(usize::MAX),
-                )
-                .expected("a whole number")
+                node.diagnostic_on_flag(format!("Invalid `--retries` value `{text}`"), index)
+                    .expected("a whole number")
             })?;
             if value < 0 {
                 return Err(node.diagnostic_on_flag(
                     format!("`--retries` cannot be negative ({value})"),
-                    index.unwrap_or(usize::MAX),
+                    index,
                 ));
             }
-            u32::try_from(value).map_err(|_| {
-                node.diagnostic_on_flag("`--retries` is too large", index.unwrap_or(usize::MAX))
-            })?
+            u32::try_from(value)
+                .map_err(|_| node.diagnostic_on_flag("`--retries` is too large", index))?
         }
     };
     Ok(Healthcheck {

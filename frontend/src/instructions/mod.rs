@@ -158,14 +158,11 @@ pub enum Instruction {
 /// Types one AST node.
 pub fn parse_instruction(node: &Node) -> Result<Instruction, Diagnostic> {
     let name = node.name();
-    let takes_flags = matches!(
-        name.as_str(),
-        "from" | "run" | "add" | "copy" | "healthcheck"
-    );
-    if KEYWORDS.contains(&name.as_str()) && !takes_flags {
+    let takes_flags = matches!(name, "from" | "run" | "add" | "copy" | "healthcheck");
+    if KEYWORDS.contains(&name) && !takes_flags {
         check(node, &[])?;
     }
-    Ok(match name.as_str() {
+    Ok(match name {
         "from" => Instruction::From(parse_from(node)?),
         "run" => Instruction::Run(parse_run(node)?),
         "cmd" | "entrypoint" => {
@@ -254,15 +251,9 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, Diagnostic> {
 }
 
 fn unknown_instruction(node: &Node) -> Diagnostic {
-    let lower = node.name();
-    let closest = KEYWORDS
-        .iter()
-        .map(|k| (flags::edit_distance(k, &lower), *k))
-        .min()
-        .filter(|(d, _)| *d <= 2);
     let d = node.diagnostic(format!("Unknown instruction: `{}`", node.keyword));
-    match closest {
-        Some((_, k)) => d.expected(format!("`{}`?", k.to_uppercase())),
+    match flags::closest(&KEYWORDS, node.name()) {
+        Some(k) => d.expected(format!("`{}`?", k.to_uppercase())),
         None => d.expected("an instruction of the Dockerfile reference, e.g. FROM, RUN, COPY"),
     }
 }
@@ -339,12 +330,6 @@ fn parse_run(node: &Node) -> Result<Run, Diagnostic> {
             flag("security", Kind::String),
         ],
     )?;
-    let flag_index = |name: &str| {
-        node.flags
-            .iter()
-            .position(|f| f.text.starts_with(&format!("--{name}")))
-            .unwrap_or(usize::MAX)
-    };
     let network = match flags.string("network").as_deref() {
         None => None,
         Some("default") => Some(NetworkMode::Default),
@@ -354,7 +339,7 @@ fn parse_run(node: &Node) -> Result<Run, Diagnostic> {
             return Err(node
                 .diagnostic_on_flag(
                     format!("Unsupported network mode `{other}`"),
-                    flag_index("network"),
+                    flags.position("network"),
                 )
                 .expected("`default`, `none` or `host`"))
         }
@@ -367,7 +352,7 @@ fn parse_run(node: &Node) -> Result<Run, Diagnostic> {
             return Err(node
                 .diagnostic_on_flag(
                     format!("Unsupported security mode `{other}`"),
-                    flag_index("security"),
+                    flags.position("security"),
                 )
                 .expected("`sandbox` or `insecure`"))
         }
@@ -430,11 +415,7 @@ fn parse_copy(node: &Node, is_add: bool) -> Result<Copy, Diagnostic> {
             None => paths.push(source.clone()),
         }
     }
-    let unpack = node
-        .flags
-        .iter()
-        .any(|f| f.text.starts_with("--unpack"))
-        .then(|| flags.bool("unpack"));
+    let unpack = flags.opt_bool("unpack");
     Ok(Copy {
         sources: paths,
         inline_sources,
@@ -501,7 +482,7 @@ fn parse_onbuild(node: &Node) -> Result<String, Diagnostic> {
     let Some(trigger) = &node.subcommand else {
         return Err(at_least_one(node));
     };
-    match trigger.name().as_str() {
+    match trigger.name() {
         "onbuild" => {
             return Err(node.diagnostic_on(
                 "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",

@@ -160,13 +160,8 @@ pub fn parse_mount(
             "env" if m.kind == MountType::Secret => m.env = Some(value),
             "env" => return Err(unexpected_for_type(&key, m.kind)),
             _ => {
-                let closest = ALL_KEYS
-                    .iter()
-                    .map(|k| (super::flags::edit_distance(k, &key), *k))
-                    .min()
-                    .filter(|(d, _)| *d <= 2);
-                return Err(match closest {
-                    Some((_, k)) => {
+                return Err(match super::flags::closest(&ALL_KEYS, &key) {
+                    Some(k) => {
                         format!("Unexpected key `{key}` in `{field}`; did you mean `{k}`?")
                     }
                     None => format!(

@@ -33,7 +33,7 @@ pub(crate) struct ArgsError {
 }
 
 /// Splits on runs of the ASCII blanks BuildKit's `reWhitespace` knows.
-fn is_split_blank(c: char) -> bool {
+pub(crate) fn is_split_blank(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\u{b}' | '\u{c}' | '\r')
 }
 

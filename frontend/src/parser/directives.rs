@@ -22,9 +22,6 @@ pub struct Directive {
     pub value: String,
     /// 1-based line of the directive.
     pub line: usize,
-    /// Byte offset of the value in that line (after left-trimming), for diagnostics.
-    #[serde(skip)]
-    pub value_offset: usize,
 }
 
 /// The directives of a file and the escape character they select.
@@ -99,7 +96,6 @@ impl Directives {
             name,
             value: value.to_string(),
             line: line_number,
-            value_offset,
         });
         Ok(())
     }

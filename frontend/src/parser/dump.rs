@@ -15,7 +15,7 @@ pub fn dump(ast: &Ast) -> String {
 }
 
 fn dump_node(node: &Node) -> String {
-    let mut out = node.name();
+    let mut out = node.name().to_string();
     if !node.flags.is_empty() {
         let quoted: Vec<String> = node.flags.iter().map(|f| go_quote(&f.text)).collect();
         out.push_str(" [");

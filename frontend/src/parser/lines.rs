@@ -17,16 +17,6 @@ pub(crate) fn trim_newline(line: &str) -> &str {
     line.trim_end_matches(['\r', '\n'])
 }
 
-/// Whether a physical line is a comment: `#` after leading (Unicode) whitespace.
-pub(crate) fn is_comment(line: &str) -> bool {
-    trim_newline(line).trim_start().starts_with('#')
-}
-
-/// Whether a line is blank once leading whitespace is removed.
-pub(crate) fn is_blank(line: &str) -> bool {
-    trim_newline(line).trim_start().is_empty()
-}
-
 /// Splits a continuation off `line`: returns the kept text and `true` when the line ends the
 /// instruction, `false` when it continues on the next line.
 pub(crate) fn trim_continuation(line: &str, escape: char) -> (&str, bool) {

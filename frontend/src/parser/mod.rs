@@ -28,7 +28,7 @@ pub use node::Node;
 
 use crate::diagnostic::{Diagnostic, Position};
 use directives::DirectiveError;
-use lines::{is_blank, is_comment, trim_continuation, trim_newline, LogicalLine};
+use lines::{trim_continuation, trim_newline, LogicalLine};
 
 /// A parsed Dockerfile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +61,6 @@ pub fn parse(source: &str) -> Result<Ast, Diagnostic> {
     let mut directives = Directives::default();
     let mut children = Vec::new();
     let mut warnings = Vec::new();
-    let mut comments: Vec<String> = Vec::new();
     let mut next = 0usize;
 
     while let Some(&physical) = lines.get(next) {
@@ -74,20 +73,12 @@ pub fn parse(source: &str) -> Result<Ast, Diagnostic> {
         };
         let bom = physical.len() - raw.len();
         let text = trim_newline(raw);
-        if is_comment(text) {
-            let comment = text.trim_start()[1..].trim();
-            if comment.is_empty() {
-                comments.clear();
-            } else {
-                comments.push(comment.to_string());
-            }
-        }
         let token = text.trim_start();
         let token_col = bom + text.len() - token.len();
         directives
             .offer(token, line_number)
             .map_err(|e| directive_error(e, line_number, physical, token_col))?;
-        let token = if is_comment(token) { "" } else { token };
+        let token = if token.starts_with('#') { "" } else { token };
         let (first, mut ends) = trim_continuation(token, directives.escape);
         if ends && first.is_empty() {
             continue;
@@ -101,14 +92,17 @@ pub fn parse(source: &str) -> Result<Ast, Diagnostic> {
                 break;
             };
             next += 1;
-            if is_comment(physical) {
+            let text = trim_newline(physical);
+            let content = text.trim_start();
+            // Comment lines are dropped and blank lines skipped inside a continuation.
+            if content.starts_with('#') {
                 continue;
             }
-            if is_blank(physical) {
+            if content.is_empty() {
                 empty_continuation = true;
                 continue;
             }
-            let (piece, piece_ends) = trim_continuation(trim_newline(physical), directives.escape);
+            let (piece, piece_ends) = trim_continuation(text, directives.escape);
             ends = piece_ends;
             logical.push(piece, next, physical, 0);
         }
@@ -119,10 +113,8 @@ pub fn parse(source: &str) -> Result<Ast, Diagnostic> {
             });
         }
 
-        let mut node = node::node_from_line(&logical.text, logical.map, directives.escape, 0)
-            .map_err(|d| d.until_line(next))?;
+        let mut node = node::node_from_line(&logical.text, logical.map, directives.escape, 0)?;
         node.start_line = line_number;
-        node.comments = std::mem::take(&mut comments);
         if node.original.contains("<<") && node.can_contain_heredoc() {
             let markers = heredoc::heredocs_in_line(&node.original).map_err(|message| {
                 node.diagnostic_on(format!("Invalid heredoc: {message}"), "<<")
@@ -147,7 +139,7 @@ pub fn parse(source: &str) -> Result<Ast, Diagnostic> {
                         &format!("<<{}", doc.name),
                     );
                     d.expected = Some(format!("a line `{}` ending the heredoc", doc.name));
-                    return Err(d.until_line(next));
+                    return Err(d);
                 }
                 node.heredocs.push(doc);
             }

@@ -30,17 +30,17 @@ pub struct Node {
     /// 1-based first and last physical line (the last includes skipped lines and heredoc bodies).
     pub start_line: usize,
     pub end_line: usize,
-    /// Comment lines directly above the instruction, `#` and blanks removed.
-    pub comments: Vec<String>,
     /// Byte offset in `original` where the arguments start (after the flags).
     pub args_offset: usize,
+    /// `keyword` lowercased once, the way Go's `strings.ToLower` does it.
+    lower: String,
     pub(crate) map: SourceMap,
 }
 
 impl Node {
     /// The lowercased keyword, the key every later stage dispatches on.
-    pub fn name(&self) -> String {
-        go_lowercase(&self.keyword)
+    pub fn name(&self) -> &str {
+        &self.lower
     }
 
     /// Position of byte `offset` of `original`.
@@ -59,7 +59,7 @@ impl Node {
             .original
             .get(offset..offset.saturating_add(len).min(self.original.len()))
             .map_or(1, |s| s.chars().count());
-        Diagnostic::new(message, self.position_of(offset), len_chars).until_line(self.end_line)
+        Diagnostic::new(message, self.position_of(offset), len_chars)
     }
 
     /// A diagnostic pointing at the keyword.
@@ -113,7 +113,7 @@ impl Node {
             Some(sub) if self.name() == "onbuild" => sub.as_ref(),
             _ => self,
         };
-        !node.json && matches!(node.name().as_str(), "add" | "copy" | "run")
+        !node.json && matches!(node.name(), "add" | "copy" | "run")
     }
 }
 
@@ -137,11 +137,9 @@ pub(crate) fn node_from_line(
 ) -> Result<Node, Diagnostic> {
     let lead = line.len() - line.trim_start().len();
     let trimmed = line.trim();
-    let keyword_end = trimmed
-        .find([' ', '\t', '\u{b}', '\u{c}', '\r'])
-        .unwrap_or(trimmed.len());
+    let keyword_end = trimmed.find(args::is_split_blank).unwrap_or(trimmed.len());
     let keyword = &trimmed[..keyword_end];
-    let after = trimmed[keyword_end..].trim_start_matches([' ', '\t', '\u{b}', '\u{c}', '\r']);
+    let after = trimmed[keyword_end..].trim_start_matches(args::is_split_blank);
     let after_offset = lead + trimmed.len() - after.len();
     let (rest_at, flags) = extract_flags(after, escape, after_offset);
     let rest_raw = &after[rest_at..];
@@ -158,12 +156,11 @@ pub(crate) fn node_from_line(
         original: line.to_string(),
         start_line: 0,
         end_line: 0,
-        comments: Vec::new(),
         args_offset,
+        lower: go_lowercase(keyword),
         map,
     };
-    let lower = go_lowercase(keyword);
-    let parsed: Result<Args, ArgsError> = match lower.as_str() {
+    let parsed: Result<Args, ArgsError> = match node.lower.as_str() {
         "add" | "copy" | "volume" => args::maybe_json_list(rest),
         "run" | "cmd" | "entrypoint" | "shell" => args::maybe_json(rest),
         "from" | "expose" => Ok(Args {

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::{parse_port_spec, stage_ref, BaseImage, BuildOptions, EnvList, Source};
 use crate::diagnostic::Diagnostic;
+use crate::dockerignore::go_clean;
 use crate::instructions::{parse_mount, Copy, Instruction, KeyValue, Mount};
 use crate::parser::Node;
 use crate::shell::{Env, Lexer};
@@ -127,21 +128,6 @@ pub(crate) fn mount_from(spec: &str) -> Option<String> {
     })
 }
 
-/// Lexically cleans an absolute path like Go's `path.Clean`.
-pub(crate) fn clean_path(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
-
 pub(crate) struct StageContext<'a> {
     pub lexer: &'a Lexer,
     pub options: &'a BuildOptions,
@@ -261,9 +247,9 @@ impl StageContext<'_> {
             Instruction::Workdir { path } => {
                 let path = self.expand(node, path)?;
                 self.state.workdir = if path.starts_with('/') {
-                    clean_path(&path)
+                    go_clean(&path)
                 } else {
-                    clean_path(&format!("{}/{}", self.state.workdir, path))
+                    go_clean(&format!("{}/{}", self.state.workdir, path))
                 };
                 step.instruction = Instruction::Workdir { path };
                 step.state = Some(self.state.clone());

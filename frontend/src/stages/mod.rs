@@ -334,13 +334,9 @@ fn stage_headers<'a>(
                     .expected("a name no other stage uses"));
             }
         }
-        let lower = image.to_lowercase();
         let base = if image == "scratch" {
             Source::Scratch
-        } else if let Some(i) = headers
-            .iter()
-            .position(|h| h.name.as_deref() == Some(&lower))
-        {
+        } else if let Some(i) = stage_by_name(headers.iter().map(|h| h.name.as_deref()), &image) {
             Source::Stage { index: i }
         } else {
             Source::Image { reference: image }
@@ -356,13 +352,16 @@ fn stage_headers<'a>(
     Ok(headers)
 }
 
+/// The index of the stage named `name`; stage names are stored lowercased and compared
+/// case-insensitively.
+fn stage_by_name<'a>(names: impl Iterator<Item = Option<&'a str>>, name: &str) -> Option<usize> {
+    let lower = name.to_lowercase();
+    names.into_iter().position(|n| n == Some(lower.as_str()))
+}
+
 /// Resolves a stage reference (`--from`, `from=`) seen in stage `current`.
 fn stage_ref(value: &str, current: usize, names: &[Option<String>]) -> Result<Source, String> {
-    let lower = value.to_lowercase();
-    let by_name = names
-        .iter()
-        .position(|n| n.as_deref() == Some(lower.as_str()));
-    let index = match by_name {
+    let index = match stage_by_name(names.iter().map(Option::as_deref), value) {
         Some(i) => i,
         None => match value.parse::<usize>() {
             Ok(i) if i < names.len() => i,
@@ -438,11 +437,7 @@ fn find_target(options: &BuildOptions, headers: &[StageHeader<'_>]) -> Result<us
     let Some(target) = &options.target else {
         return Ok(last);
     };
-    let lower = target.to_lowercase();
-    if let Some(i) = headers
-        .iter()
-        .position(|h| h.name.as_deref() == Some(&lower))
-    {
+    if let Some(i) = stage_by_name(headers.iter().map(|h| h.name.as_deref()), target) {
         return Ok(i);
     }
     let names: Vec<String> = headers
