@@ -15,3 +15,8 @@ pub mod content;
 pub mod images;
 pub mod layer;
 pub mod snapshots;
+
+/// fsyncs a directory, so entries created or renamed in it survive a crash.
+pub(crate) fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all())
+}

@@ -51,30 +51,18 @@ pub fn export_image_archive(
     mtime: u64,
     out: &mut dyn Write,
 ) -> Result<Digest, ExportError> {
-    let config = BlobRef {
-        media_type: if docker_media_types {
-            media_types::DOCKER_CONFIG
-        } else {
-            media_types::OCI_CONFIG
-        }
-        .to_string(),
-        ..image.config.clone()
-    };
-    let bytes = manifest_json(&config, &image.layers, docker_media_types)?;
+    // manifest_json picks the config's media type from `docker_media_types`; the archive only
+    // reads the config's digest and size.
+    let bytes = manifest_json(&image.config, &image.layers, docker_media_types)?;
     let stored = store.put_bytes(&bytes)?;
     let manifest = BlobRef {
         digest: stored.digest.clone(),
         size: stored.size,
-        media_type: if docker_media_types {
-            media_types::DOCKER_MANIFEST
-        } else {
-            media_types::OCI_MANIFEST
-        }
-        .to_string(),
+        media_type: media_types::manifest_type(docker_media_types).to_string(),
     };
     let archive = ArchiveImage {
         manifest,
-        config,
+        config: image.config.clone(),
         layers: image.layers.clone(),
         names: names.to_vec(),
         // docker load wants `name:tag`.

@@ -354,11 +354,7 @@ fn sniff_layer_type(store: &dyn BlobStore, digest: &Digest) -> Result<&'static s
         .take(4)
         .read_to_end(&mut head)
         .map_err(ImportError::Read)?;
-    Ok(match head.as_slice() {
-        [0x1f, 0x8b, ..] => media_types::OCI_LAYER_GZIP,
-        [0x28, 0xb5, 0x2f, 0xfd] => media_types::OCI_LAYER_ZSTD,
-        _ => media_types::OCI_LAYER,
-    })
+    Ok(media_types::layer_type_from_magic(&head))
 }
 
 fn docker_images(
@@ -380,10 +376,10 @@ fn docker_images(
             .strip_prefix("blobs/sha256/")
             .and_then(|hex| format!("sha256:{hex}").parse().ok())
             .ok_or_else(|| invalid("manifest.json", format!("`{path}` is not in the archive")))?;
-        let mut reader = store
-            .open_blob(&digest)
-            .map_err(|_| ImportError::MissingBlob(digest.clone()))?;
-        let size = io::copy(&mut reader, &mut io::sink()).map_err(ImportError::Read)?;
+        let size = store
+            .blob_size(&digest)
+            .map_err(ImportError::Read)?
+            .ok_or_else(|| ImportError::MissingBlob(digest.clone()))?;
         Ok((digest, size))
     };
     let mut images = Vec::new();

@@ -41,8 +41,6 @@ pub struct HistoryEntry {
     pub created: Option<String>,
     pub created_by: String,
     pub comment: Option<String>,
-    /// True for instructions that change only the config.
-    pub empty_layer: bool,
 }
 
 /// Builds an image config step by step.
@@ -150,7 +148,9 @@ impl ImageBuilder {
         self.config.set_author(author);
     }
 
-    fn push_history(&mut self, entry: &HistoryEntry) -> Result<(), ModelError> {
+    /// Appends a history entry; `empty_layer` marks a config-only step (set by the two public
+    /// callers, so it always agrees with whether a diff_id was added).
+    fn push_history(&mut self, entry: &HistoryEntry, empty_layer: bool) -> Result<(), ModelError> {
         let mut builder = HistoryBuilder::default().created_by(entry.created_by.clone());
         if let Some(created) = &entry.created {
             builder = builder.created(created.clone());
@@ -158,7 +158,7 @@ impl ImageBuilder {
         if let Some(comment) = &entry.comment {
             builder = builder.comment(comment.clone());
         }
-        if entry.empty_layer {
+        if empty_layer {
             builder = builder.empty_layer(true);
         }
         let history: History = builder.build()?;
@@ -170,19 +170,13 @@ impl ImageBuilder {
     }
 
     /// Records a config-only step.
-    pub fn add_empty_layer(&mut self, mut entry: HistoryEntry) -> Result<(), ModelError> {
-        entry.empty_layer = true;
-        self.push_history(&entry)
+    pub fn add_empty_layer(&mut self, entry: HistoryEntry) -> Result<(), ModelError> {
+        self.push_history(&entry, true)
     }
 
     /// Appends a layer: its diff_id and its history entry, together.
-    pub fn add_layer(
-        &mut self,
-        diff_id: &Digest,
-        mut entry: HistoryEntry,
-    ) -> Result<(), ModelError> {
-        entry.empty_layer = false;
-        self.push_history(&entry)?;
+    pub fn add_layer(&mut self, diff_id: &Digest, entry: HistoryEntry) -> Result<(), ModelError> {
+        self.push_history(&entry, false)?;
         self.config
             .rootfs_mut()
             .diff_ids_mut()
@@ -216,10 +210,11 @@ pub fn manifest_json(
     layers: &[BlobRef],
     docker: bool,
 ) -> Result<Vec<u8>, ModelError> {
-    let (manifest_type, config_type) = if docker {
-        (media_types::DOCKER_MANIFEST, media_types::DOCKER_CONFIG)
+    let manifest_type = media_types::manifest_type(docker);
+    let config_type = if docker {
+        media_types::DOCKER_CONFIG
     } else {
-        (media_types::OCI_MANIFEST, media_types::OCI_CONFIG)
+        media_types::OCI_CONFIG
     };
     let config_desc = DescriptorBuilder::default()
         .media_type(MediaType::from(config_type))

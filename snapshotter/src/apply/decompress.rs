@@ -4,8 +4,7 @@ use std::io::{self, Cursor, Read};
 
 use super::ApplyError;
 
-const GZIP: &[u8] = &[0x1f, 0x8b];
-const ZSTD: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+use rbuild_oci::media_types::{GZIP_MAGIC as GZIP, ZSTD_MAGIC as ZSTD};
 const BZIP2: &[u8] = b"BZh";
 const XZ: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0x00];
 

@@ -53,7 +53,7 @@ mod remove;
 pub use remove::remove_tree;
 mod resolve;
 mod unpack;
-mod whiteout;
+pub(crate) mod whiteout;
 mod write;
 
 #[cfg(test)]

@@ -23,9 +23,10 @@ use rustix::io::Errno;
 use super::remove::remove_all;
 use super::resolve::{join, Resolver};
 
-const WHITEOUT_PREFIX: &[u8] = b".wh.";
+/// The whiteout wire format, shared with the layer writer (`crate::layer`).
+pub(crate) const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const META_PREFIX: &[u8] = b".wh..wh.";
-const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+pub(crate) const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
 /// What a cleaned archive path means with respect to whiteouts.

@@ -350,7 +350,5 @@ impl ContentStore {
 
 /// `fsync`s a directory, making the names in it durable.
 fn sync_dir(dir: &Path) -> Result<(), ContentError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| ContentError::io("fsync directory", dir, e))
+    crate::sync_dir(dir).map_err(|e| ContentError::io("fsync directory", dir, e))
 }

@@ -12,6 +12,7 @@ use std::path::Path;
 use super::header::{self, HeaderSpec, TypeFlag};
 use super::walk::{Node, NodeKind, Walker};
 use super::LayerError;
+use crate::apply::whiteout::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 
 /// Buffer for file contents.
 const COPY_BUF: usize = 256 * 1024;
@@ -66,7 +67,7 @@ fn write_node(node: &Node, mtime: i64, out: &mut Vec<u8>) {
             spec.typeflag = TypeFlag::Directory;
             header::encode(&spec, out);
             if *opaque {
-                let opq = [node.rel.as_slice(), b"/.wh..wh..opq"].concat();
+                let opq = [node.rel.as_slice(), b"/", OPAQUE_MARKER].concat();
                 let marker = HeaderSpec {
                     path: &opq,
                     xattrs: &[],
@@ -127,7 +128,7 @@ fn marker_spec<'a>(spec: &HeaderSpec<'a>) -> HeaderSpec<'a> {
 /// `a/b/name` → `a/b/.wh.name`.
 fn whiteout_name(rel: &[u8]) -> Vec<u8> {
     let split = rel.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
-    [&rel[..split], b".wh.", &rel[split..]].concat()
+    [&rel[..split], WHITEOUT_PREFIX, &rel[split..]].concat()
 }
 
 /// Copies exactly `size` bytes of the file and its padding; a file that is shorter or longer

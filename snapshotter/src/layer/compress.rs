@@ -9,11 +9,9 @@
 
 use std::io::{self, Write};
 
-use super::LayerError;
+use rbuild_oci::media_types;
 
-pub const MEDIA_TYPE_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-pub const MEDIA_TYPE_TAR_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const MEDIA_TYPE_TAR_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+use super::LayerError;
 
 /// gzip's default level (also Docker's, BuildKit's and pigz's).
 pub const GZIP_DEFAULT_LEVEL: u32 = 6;
@@ -80,9 +78,9 @@ impl Compression {
     /// The OCI media type of a layer compressed this way.
     pub fn media_type(&self) -> &'static str {
         match self {
-            Compression::Uncompressed => MEDIA_TYPE_TAR,
-            Compression::Gzip { .. } => MEDIA_TYPE_TAR_GZIP,
-            Compression::Zstd { .. } => MEDIA_TYPE_TAR_ZSTD,
+            Compression::Uncompressed => media_types::OCI_LAYER,
+            Compression::Gzip { .. } => media_types::OCI_LAYER_GZIP,
+            Compression::Zstd { .. } => media_types::OCI_LAYER_ZSTD,
         }
     }
 

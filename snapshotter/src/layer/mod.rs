@@ -64,10 +64,7 @@ use std::path::Path;
 
 use rbuild_digest::Digest;
 
-pub use compress::{
-    Compression, GZIP_DEFAULT_LEVEL, MEDIA_TYPE_TAR, MEDIA_TYPE_TAR_GZIP, MEDIA_TYPE_TAR_ZSTD,
-    ZSTD_DEFAULT_LEVEL,
-};
+pub use compress::{Compression, GZIP_DEFAULT_LEVEL, ZSTD_DEFAULT_LEVEL};
 pub use error::LayerError;
 
 use hashing::{HashingWriter, ThreadedHashingWriter};

@@ -229,7 +229,10 @@ impl Iterator for Walker {
             }
             rel.extend_from_slice(name.as_bytes());
             let abs = frame.abs.join(&name);
-            if name.as_bytes().starts_with(b".wh.") {
+            if name
+                .as_bytes()
+                .starts_with(crate::apply::whiteout::WHITEOUT_PREFIX)
+            {
                 return Some(Err(LayerError::ReservedName { path: abs }));
             }
             match self.node(rel, abs) {

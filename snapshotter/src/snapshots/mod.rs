@@ -226,10 +226,7 @@ impl Snapshotter {
         match fs::rename(&staging, &target) {
             Ok(()) => sync_dir(&self.committed),
             // Another build committed the same id first: keep theirs.
-            Err(e) if target.join("fs").is_dir() => {
-                let _ = e;
-                Ok(())
-            }
+            Err(_) if self.exists(id) => Ok(()),
             Err(e) => Err(io_err("commit", &target)(e)),
         }
     }
@@ -264,9 +261,7 @@ impl Snapshotter {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), SnapshotError> {
-    fs::File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(io_err("sync", dir))
+    crate::sync_dir(dir).map_err(io_err("sync", dir))
 }
 
 /// A writable view of a snapshot chain. Unmounted and removed on drop.
