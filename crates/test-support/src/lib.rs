@@ -199,3 +199,48 @@ pub fn unmount_below(dir: &Path) {
         let _ = rustix::mount::unmount(target, rustix::mount::UnmountFlags::DETACH);
     }
 }
+
+/// Users and groups of [`busybox_rootfs`]: root, `builder` (1000:1000, also in `extra` 2000),
+/// and `nobody` (65534).
+pub const BUSYBOX_PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
+builder:x:1000:1000:builder:/home/builder:/bin/sh\n\
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
+pub const BUSYBOX_GROUP: &str =
+    "root:x:0:\nbuilder:x:1000:\nextra:x:2000:builder\nnogroup:x:65534:\n";
+
+/// Fills `dir` with a minimal rootfs from Debian's busybox-static: `/bin/busybox`, a symlink
+/// in `/bin` for every applet, `/etc/passwd` and `/etc/group` ([`BUSYBOX_PASSWD`]), `/root`,
+/// `/home/builder` (owned by 1000) and `/tmp` (1777). No `/dev`, `/proc`, `/sys`: like the
+/// golden base image, those are left for the sandbox to make.
+pub fn busybox_rootfs(dir: &Path) {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let busybox = require_tool("/bin/busybox", "busybox-static");
+    let list = Command::new(&busybox)
+        .arg("--list")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run busybox: {e}"));
+    let interp = std::fs::read(&busybox).unwrap_or_default();
+    assert!(
+        list.status.success() && !interp.windows(11).any(|w| w == b"ld-linux-x"),
+        "/bin/busybox must be the static build: install the Debian package `busybox-static`"
+    );
+    fn io(what: &str, e: std::io::Error) -> ! {
+        panic!("busybox rootfs: cannot {what}: {e}")
+    }
+    for sub in ["bin", "etc", "root", "home/builder", "tmp"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap_or_else(|e| io("mkdir", e));
+    }
+    std::fs::copy(&busybox, dir.join("bin/busybox")).unwrap_or_else(|e| io("copy busybox", e));
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" && !applet.is_empty() {
+            let _ = symlink("busybox", dir.join("bin").join(applet));
+        }
+    }
+    std::fs::write(dir.join("etc/passwd"), BUSYBOX_PASSWD)
+        .unwrap_or_else(|e| io("write passwd", e));
+    std::fs::write(dir.join("etc/group"), BUSYBOX_GROUP).unwrap_or_else(|e| io("write group", e));
+    std::fs::set_permissions(dir.join("tmp"), std::fs::Permissions::from_mode(0o1777))
+        .unwrap_or_else(|e| io("chmod /tmp", e));
+    std::os::unix::fs::chown(dir.join("home/builder"), Some(1000), Some(1000))
+        .unwrap_or_else(|e| io("chown /home/builder", e));
+}
