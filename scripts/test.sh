@@ -10,8 +10,10 @@ need() {
   command -v "$1" >/dev/null 2>&1 || { echo "missing tool \`$1\`: install $2" >&2; exit 1; }
 }
 # Debian packages the tests use as real peers: skopeo and umoci (image interop), docker.io (a
-# private dockerd for docker load/run). Missing ones are installed when running as root.
+# private dockerd for docker load/run), busybox-static (the rootfs of the sandbox tests). Missing
+# ones are installed when running as root.
 missing=()
+dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
 command -v umoci >/dev/null 2>&1 || missing+=(umoci)
 [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || missing+=(docker.io)

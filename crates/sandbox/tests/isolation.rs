@@ -281,3 +281,46 @@ fn a_mount_target_behind_an_absolute_symlink_stays_inside_the_rootfs() {
     let error = fx.run(&spec).0.expect_err("dangling");
     assert!(error.to_string().contains("dangling symlink"), "{error}");
 }
+
+#[test]
+fn host_processes_can_be_neither_seen_nor_signalled() {
+    let fx = Fixture::new();
+    let view = fx.view();
+    let mut host = std::process::Command::new("sleep")
+        .arg("35.5")
+        .spawn()
+        .expect("host sleep");
+    let pid = host.id();
+    let out = fx.sh_ok(&fx.spec(
+        &view,
+        sh(&format!("test -e /proc/{pid} && echo visible || echo hidden; kill -9 {pid} 2>/dev/null && echo killed || echo refused")),
+    ));
+    let alive = host.try_wait().expect("try_wait").is_none();
+    let _ = host.kill();
+    let _ = host.wait();
+    assert_eq!(out, "hidden\nrefused\n");
+    assert!(alive, "the step killed a host process");
+}
+
+#[test]
+fn an_ssh_agent_socket_can_be_forwarded() {
+    let fx = Fixture::new();
+    let view = fx.view();
+    let socket = fx.path("agent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).expect("listen");
+    let mut spec = fx.spec(&view, sh("test -S $SSH_AUTH_SOCK && echo socket"));
+    spec.env
+        .push("SSH_AUTH_SOCK=/run/buildkit/ssh_agent.0".into());
+    spec.mounts.push(rbuild_sandbox::Mount::Bind {
+        source: socket,
+        target: "/run/buildkit/ssh_agent.0".into(),
+        readonly: false,
+    });
+    assert_eq!(fx.sh_ok(&spec), "socket\n");
+    assert!(
+        !diff_paths(view.upper())
+            .iter()
+            .any(|p| p.starts_with("run")),
+        "the socket's stub stayed"
+    );
+}

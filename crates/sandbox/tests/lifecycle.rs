@@ -19,6 +19,20 @@ impl OutputSink for Ready {
     }
 }
 
+/// Waits (up to 30 s) until `count` processes run `marker`: a line the step printed can come
+/// before its background commands have exec'd.
+fn wait_for_processes(marker: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while processes_with(marker).len() < count && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        processes_with(marker).len(),
+        count,
+        "the step's processes never started"
+    );
+}
+
 fn assert_nothing_left(fx: &Fixture, view: rbuild_snapshotter::snapshots::View, marker: &str) {
     assert_eq!(
         processes_with(marker),
@@ -79,7 +93,7 @@ fn cancelling_kills_every_process_of_the_step() {
         let runner = scope.spawn(|| fx.sandbox.run(&spec, &mut Ready(tx), &cancel));
         rx.recv_timeout(Duration::from_secs(20))
             .expect("the step never said ready");
-        assert_eq!(processes_with(marker).len(), 2, "the sleepers run");
+        wait_for_processes(marker, 2);
         let cancelled_at = Instant::now();
         cancel.cancel();
         let result = runner.join().expect("join");
@@ -103,10 +117,7 @@ fn a_step_killed_from_outside_is_reported_and_cleaned_up() {
         rx.recv_timeout(Duration::from_secs(20)).expect("ready");
         // Kill the step's PID 1 (the exec'd sleep) from the host, as the OOM killer would.
         // `ready` comes just before the exec: wait until both sleeps exist.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while processes_with(marker).len() < 2 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_for_processes(marker, 2);
         let pids: Vec<String> = processes_with(marker);
         assert_eq!(pids.len(), 2, "{pids:?}");
         for entry in pids {
@@ -126,4 +137,45 @@ fn a_step_killed_from_outside_is_reported_and_cleaned_up() {
     assert_eq!(outcome.status, rbuild_sandbox::ExitStatus::Signaled(9));
     assert_eq!(outcome.status.code(), 137);
     assert_nothing_left(&fx, view, marker);
+}
+
+/// Run only by `killing_rbuild_kills_the_step`, in a process of its own that the test kills.
+#[test]
+#[ignore = "helper: run by killing_rbuild_kills_the_step in a child process"]
+fn helper_run_a_long_step() {
+    let fx = Fixture::new();
+    let view = fx.view();
+    let marker = std::env::var("RBUILD_TEST_MARKER").expect("marker");
+    let _ = fx.run(&fx.spec(&view, sh(&format!("{marker} & exec {marker}"))));
+}
+
+#[test]
+fn killing_rbuild_kills_the_step() {
+    rbuild_test::require_root();
+    let marker = "sleep 36.5";
+    let mut child = std::process::Command::new(std::env::current_exe().expect("exe"))
+        .args([
+            "--exact",
+            "helper_run_a_long_step",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("RBUILD_TEST_MARKER", marker)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the helper");
+    wait_for_processes(marker, 2);
+    child.kill().expect("kill -9 the helper"); // SIGKILL: no destructor, no cleanup code runs
+    let _ = child.wait();
+    // The parent-death signal kills PID 1, and with it the whole PID namespace.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_with(marker).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        processes_with(marker),
+        Vec::<String>::new(),
+        "the step outlived rbuild"
+    );
 }

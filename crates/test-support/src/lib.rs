@@ -200,6 +200,32 @@ pub fn unmount_below(dir: &Path) {
     }
 }
 
+/// Whether `binary` is a 64-bit little-endian ELF without a program interpreter (PT_INTERP),
+/// i.e. one that runs in a rootfs without a libc.
+pub fn is_static_elf(binary: &[u8]) -> bool {
+    let u16_at = |o: usize| {
+        binary
+            .get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    };
+    let u64_at = |o: usize| {
+        binary
+            .get(o..o + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(|b: [u8; 8]| u64::from_le_bytes(b) as usize)
+    };
+    if !binary.starts_with(b"\x7fELF\x02\x01") {
+        return false;
+    }
+    let (Some(phoff), Some(size), Some(count)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
+        return false;
+    };
+    (0..count).all(|i| {
+        let at = phoff + i * size;
+        binary.get(at..at + 4) != Some(&3u32.to_le_bytes()[..])
+    })
+}
+
 /// Users and groups of [`busybox_rootfs`]: root, `builder` (1000:1000, also in `extra` 2000),
 /// and `nobody` (65534).
 pub const BUSYBOX_PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
@@ -219,9 +245,9 @@ pub fn busybox_rootfs(dir: &Path) {
         .arg("--list")
         .output()
         .unwrap_or_else(|e| panic!("cannot run busybox: {e}"));
-    let interp = std::fs::read(&busybox).unwrap_or_default();
+    let binary = std::fs::read(&busybox).unwrap_or_default();
     assert!(
-        list.status.success() && !interp.windows(11).any(|w| w == b"ld-linux-x"),
+        list.status.success() && is_static_elf(&binary),
         "/bin/busybox must be the static build: install the Debian package `busybox-static`"
     );
     fn io(what: &str, e: std::io::Error) -> ! {
@@ -243,4 +269,23 @@ pub fn busybox_rootfs(dir: &Path) {
         .unwrap_or_else(|e| io("chmod /tmp", e));
     std::os::unix::fs::chown(dir.join("home/builder"), Some(1000), Some(1000))
         .unwrap_or_else(|e| io("chown /home/builder", e));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn static_and_dynamic_binaries_are_told_apart() {
+        let sh = std::fs::read("/bin/sh").expect("/bin/sh");
+        assert!(
+            !super::is_static_elf(&sh),
+            "/bin/sh is dynamically linked on Debian"
+        );
+        assert!(!super::is_static_elf(b"#!/bin/sh\n"));
+        if let Ok(busybox) = std::fs::read("/bin/busybox") {
+            assert!(
+                super::is_static_elf(&busybox),
+                "/bin/busybox should be busybox-static's"
+            );
+        }
+    }
 }
