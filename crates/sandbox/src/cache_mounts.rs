@@ -148,7 +148,9 @@ impl CacheMounts {
         let data = dir.join("data");
         if !data.is_dir() {
             // Built aside and renamed, so a crash never leaves a data dir with the wrong owner.
-            let staging = dir.join(format!("data.new-{}", std::process::id()));
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let staging = dir.join(format!("data.new-{}-{n}", std::process::id()));
             let _ = fs::remove_dir(&staging);
             fs::DirBuilder::new()
                 .mode(owner.mode & 0o7777)
@@ -215,7 +217,6 @@ mod tests {
             .acquire("apt", Sharing::Private, CacheOwner::default())
             .expect("second");
         assert_ne!(held.path(), second.path());
-        drop(held);
         let third = mounts
             .acquire("apt", Sharing::Private, CacheOwner::default())
             .expect("third");

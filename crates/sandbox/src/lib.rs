@@ -94,15 +94,8 @@ const READONLY_PATHS: [&str; 5] = [
     "proc/sysrq-trigger",
 ];
 
-/// `/dev` nodes: name, major, minor.
-const DEVICES: [(&str, u32, u32); 6] = [
-    ("null", 1, 3),
-    ("zero", 1, 5),
-    ("full", 1, 7),
-    ("random", 1, 8),
-    ("urandom", 1, 9),
-    ("tty", 5, 0),
-];
+/// `/dev` devices, bound from the host's nodes (the step's `/dev` itself is nodev).
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
 const DEV_LINKS: [(&str, &str); 5] = [
     ("fd", "/proc/self/fd"),
@@ -189,8 +182,11 @@ impl Sandbox {
                 "/etc/hostname",
             ),
         ];
+        // Capability masks are u64: a kernel with more than 64 capabilities keeps the rest.
         let last_cap = capabilities::last_cap()
-            .map_err(SandboxError::io("read the kernel's last capability"))?;
+            .map_err(SandboxError::io("read the kernel's last capability"))?
+            .min(63);
+        sweep_stale_step_dirs(&runtime_dir);
         let own_capabilities = rustix::thread::capabilities(None)
             .map_err(|e| SandboxError::Io("read rbuild's capabilities".into(), e.into()))?
             .permitted
@@ -219,7 +215,7 @@ impl Sandbox {
         let rootfs = Rootfs::open(&spec.rootfs)?;
         let mut stubs = Stubs::default();
         let secrets = tempfile::Builder::new()
-            .prefix("step-")
+            .prefix(&format!("step-{}-", std::process::id()))
             .tempdir_in(&self.runtime_dir)
             .map_err(SandboxError::io("create a step directory"))?;
         let result = self.prepare_and_run(spec, &rootfs, &mut stubs, secrets.path(), sink, cancel);
@@ -241,8 +237,10 @@ impl Sandbox {
         let insecure = spec.security == SecurityMode::Insecure;
         for dir in ["/dev", "/proc", "/sys"] {
             rootfs.ensure(dir, Kind::Dir, stubs)?;
+            // The standard mounts and the /proc masks are resolved without following symlinks:
+            // an image must not be able to move /proc where the masks do not reach.
+            rootfs.require_plain_dir(dir)?;
         }
-        rootfs.require_plain_dir("/dev")?;
         rootfs.ensure(&spec.cwd, Kind::Dir, stubs)?;
 
         let mut steps = standard_mounts(insecure);
@@ -393,6 +391,23 @@ pub fn resolve_user_in_rootfs(rootfs: &Path, user: &str) -> Result<user::ExecUse
     )?)
 }
 
+/// Removes the step directories (secrets) of rbuild processes that died without cleaning up:
+/// `step-<pid>-*` whose pid no longer exists.
+fn sweep_stale_step_dirs(runtime_dir: &Path) {
+    let Ok(entries) = fs::read_dir(runtime_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("step-").and_then(|r| r.split('-').next()) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 fn validate(spec: &StepSpec) -> Result<(), SandboxError> {
     if spec.args.is_empty() || spec.args[0].is_empty() {
         return Err(SandboxError::InvalidSpec("the command is empty".into()));
@@ -434,6 +449,7 @@ fn standard_mounts(insecure: bool) -> Vec<MountStep> {
         flags,
         data: lit(data),
         optional: false,
+        strict: true,
     };
     let hardened = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
     let mut steps = vec![
@@ -454,15 +470,10 @@ fn standard_mounts(insecure: bool) -> Vec<MountStep> {
     ));
     steps.push(fs("tmpfs", "dev/shm", hardened, "mode=1777,size=65536k"));
     steps.push(fs("mqueue", "dev/mqueue", hardened, ""));
-    steps.extend(
-        DEVICES
-            .iter()
-            .map(|(name, major, minor)| MountStep::Device {
-                name: lit(name),
-                major: *major,
-                minor: *minor,
-            }),
-    );
+    steps.extend(DEVICES.iter().map(|name| MountStep::Device {
+        name: lit(name),
+        host: lit(&format!("/dev/{name}")),
+    }));
     steps.extend(DEV_LINKS.iter().map(|(name, target)| MountStep::Symlink {
         name: lit(name),
         target: lit(target),
@@ -520,6 +531,7 @@ fn prepare_mount(
                         .as_bytes(),
                 )?,
                 optional: false,
+                strict: false,
             })
         }
         Mount::Secret {

@@ -21,6 +21,9 @@ pub(crate) enum MountStep {
         data: CString,
         /// Skip when the target does not exist instead of failing.
         optional: bool,
+        /// Resolve the target without following any symlink (the standard mounts: an image
+        /// must not redirect `/proc` or `/sys`).
+        strict: bool,
     },
     /// A bind mount of a host path at `target`, optionally made read-only.
     Bind {
@@ -33,12 +36,10 @@ pub(crate) enum MountStep {
     Mask { target: CString },
     /// Bind a path onto itself and make that read-only. Skipped when it does not exist.
     ReadOnly { target: CString },
-    /// A character device in `/dev` (the child's own tmpfs), mode 0666.
-    Device {
-        name: CString,
-        major: u32,
-        minor: u32,
-    },
+    /// A device in `/dev` (the child's own nodev tmpfs): an empty file with the host's node
+    /// (`host`, e.g. `/dev/null`) bind-mounted on it, which works where a node the step makes
+    /// itself would not.
+    Device { name: CString, host: CString },
     /// A symlink in `/dev`.
     Symlink { name: CString, target: CString },
     /// A directory in `/dev`, mode 0755 (or 01777 for `shm`, set by its tmpfs mount).
@@ -149,6 +150,9 @@ pub(crate) mod stage {
     pub const UID: u32 = 17;
     pub const STDIO: u32 = 18;
     pub const EXEC: u32 = 19;
+    pub const CGROUP_NS: u32 = 20;
+    pub const KEYRING: u32 = 21;
+    pub const CLOSE_FDS: u32 = 22;
     /// `MOUNT + i`: step `i` of [`super::ChildPlan::steps`].
     pub const MOUNT: u32 = 1000;
 
@@ -174,6 +178,9 @@ pub(crate) mod stage {
             UID => format!("switch to uid {}", plan.uid),
             STDIO => "set up stdin/stdout/stderr".into(),
             EXEC => format!("exec {}", plan.exec_path.to_string_lossy()),
+            CGROUP_NS => "create the cgroup namespace".into(),
+            KEYRING => "join a new session keyring".into(),
+            CLOSE_FDS => "mark inherited descriptors close-on-exec".into(),
             n if n >= MOUNT => plan
                 .steps
                 .get((n - MOUNT) as usize)

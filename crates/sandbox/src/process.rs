@@ -96,8 +96,16 @@ pub(crate) fn run(
     sink: &mut dyn OutputSink,
     cancel: &Cancel,
 ) -> Result<Finished, SandboxError> {
+    if cancel.is_cancelled() {
+        return Err(SandboxError::Cancelled);
+    }
     let started = Instant::now();
-    let (pid, pidfd) = match sys::fork_into_namespaces(namespaces) {
+    let saved_mask = sys::block_signals();
+    let forked = sys::fork_into_namespaces(namespaces);
+    if !matches!(forked, Ok(Forked::Child)) {
+        sys::restore_signals(&saved_mask);
+    }
+    let (pid, pidfd) = match forked {
         Ok(Forked::Child) => sys::child::enter(plan, &child_fds),
         Ok(Forked::Parent { pid, pidfd }) => (pid, pidfd),
         Err(e) => {
@@ -165,7 +173,8 @@ pub(crate) fn run(
             (!fds[0].revents().is_empty(), !fds[1].revents().is_empty());
         let (out_ready, err_ready) = (ready(out_index), ready(err_index));
         drop(fds);
-        if cancel_ready && !killed {
+        // A cancel that comes after PID 1 exited changes nothing: the step is finished.
+        if cancel_ready && !killed && !exited {
             killed = true;
             let _ = rustix::process::pidfd_send_signal(&pidfd, Signal::KILL);
         }

@@ -257,8 +257,9 @@ fn create(parent: &OwnedFd, name: &CString, kind: Kind) -> Result<(), Errno> {
 
 impl Stubs {
     /// Deletes the stubs, newest first. A directory that is no longer empty (the step put
-    /// something of its own there) is kept.
+    /// something of its own there) is kept. Goes on past a failure; reports the first.
     pub(crate) fn remove(&mut self) -> Result<(), SandboxError> {
+        let mut first_error = None;
         while let Some(entry) = self.created.pop() {
             let flags = if entry.dir {
                 AtFlags::REMOVEDIR
@@ -269,10 +270,21 @@ impl Stubs {
                 Ok(()) | Err(Errno::NOENT) | Err(Errno::NOTEMPTY) => {}
                 Err(e) => {
                     let name = Path::new(OsStr::from_bytes(entry.name.as_bytes()));
-                    return Err(SandboxError::rootfs(name, "remove the mount stub", e));
+                    first_error.get_or_insert(SandboxError::rootfs(
+                        name,
+                        "remove the mount stub",
+                        e,
+                    ));
                 }
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Stubs {
+    /// A stub must never reach a layer, even when the step's caller unwinds.
+    fn drop(&mut self) {
+        let _ = self.remove();
     }
 }

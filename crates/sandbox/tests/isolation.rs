@@ -36,7 +36,7 @@ fn proc_dev_and_sys_are_mounted_and_hardened() {
             for l in fd stdin stdout stderr ptmx; do printf '%s ' $(readlink /dev/$l); done; echo; \
             head -c 4 /dev/zero | wc -c; \
             echo x > /dev/null && echo null-ok; \
-            touch /sys/x 2>/dev/null && echo sys-writable || echo sys-ro; \
+            grep -q ' /sys .* ro,' /proc/self/mountinfo && echo sys-ro || echo sys-writable; \
             echo 1 > /proc/sys/vm/drop_caches 2>/dev/null && echo procsys-writable || echo procsys-ro; \
             echo timer_list=$(wc -c < /proc/timer_list); \
             echo firmware=$(ls /sys/firmware | wc -l)"),
@@ -212,7 +212,10 @@ fn capabilities_are_dockers_default_set() {
     assert_eq!(cap_line(&user, "CapBnd"), default);
 
     // Without CAP_SYS_ADMIN a root step cannot mount.
-    let (result, _) = fx.run(&fx.spec(&view, sh("mount -t tmpfs none /mnt 2>/dev/null")));
+    let (result, _) = fx.run(&fx.spec(
+        &view,
+        sh("mkdir -p /mnt && mount -t tmpfs none /mnt 2>/dev/null"),
+    ));
     assert!(
         !result.expect("ran").success(),
         "mount worked without CAP_SYS_ADMIN"
@@ -322,5 +325,51 @@ fn an_ssh_agent_socket_can_be_forwarded() {
             .iter()
             .any(|p| p.starts_with("run")),
         "the socket's stub stayed"
+    );
+}
+
+#[test]
+fn device_nodes_made_by_the_step_cannot_be_opened() {
+    let fx = Fixture::new();
+    let view = fx.view();
+    // CAP_MKNOD is in Docker's set, so mknod works; opening the node must not (no host disk).
+    let out = fx.sh_ok(&fx.spec(
+        &view,
+        sh("mknod /mem c 1 1 && echo made; head -c 1 /mem >/dev/null 2>&1 && echo opened || echo refused; \
+            mknod /dev/mem2 c 1 1 2>/dev/null; head -c 1 /dev/mem2 >/dev/null 2>&1 && echo dev-opened || echo dev-refused; \
+            echo ok > /dev/null && head -c 1 /dev/zero | wc -c"),
+    ));
+    assert_eq!(out, "made\nrefused\ndev-refused\n1\n");
+}
+
+#[test]
+fn a_symlinked_proc_or_sys_is_refused() {
+    for dir in ["proc", "sys"] {
+        let fx = Fixture::new();
+        let view = fx.view();
+        std::fs::create_dir_all(view.root().join("real")).expect("mkdir");
+        std::os::unix::fs::symlink("/real", view.root().join(dir)).expect("symlink");
+        let error = fx
+            .run(&fx.spec(&view, sh("true")))
+            .0
+            .expect_err("must refuse");
+        assert!(error.to_string().contains(&format!("/{dir}")), "{error}");
+    }
+}
+
+#[test]
+fn the_cgroup_namespace_is_rooted_at_the_steps_cgroup() {
+    let fx = Fixture::new();
+    let view = fx.view();
+    let mut spec = fx.spec(&view, sh("cat /proc/self/cgroup"));
+    spec.limits.pids = Some(100);
+    let out = fx.sh_ok(&spec);
+    let pids_line = out
+        .lines()
+        .find(|l| l.contains(":pids:"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        pids_line.ends_with(":/"),
+        "the step sees its cgroup path: {pids_line}"
     );
 }

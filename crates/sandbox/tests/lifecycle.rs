@@ -146,7 +146,11 @@ fn helper_run_a_long_step() {
     let fx = Fixture::new();
     let view = fx.view();
     let marker = std::env::var("RBUILD_TEST_MARKER").expect("marker");
-    let _ = fx.run(&fx.spec(&view, sh(&format!("{marker} & exec {marker}"))));
+    let mut spec = fx.spec(&view, sh(&format!("{marker} & exec {marker}")));
+    // A non-root user: the kernel clears the parent-death signal when ids change, so this is
+    // the case that needs it set again after the switch.
+    spec.user = rbuild_sandbox::resolve_user_in_rootfs(view.root(), "builder").expect("user");
+    let _ = fx.run(&spec);
 }
 
 #[test]
@@ -178,4 +182,15 @@ fn killing_rbuild_kills_the_step() {
         Vec::<String>::new(),
         "the step outlived rbuild"
     );
+    // The helper's own overlay view outlives it (a private mount namespace for the state root
+    // is the solver's job, issue 5): detach it and remove the helper's directory.
+    let view_marker = format!("/snapshots-v1/active/{}-", child.id());
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    for target in info.lines().filter_map(|l| l.split(' ').nth(4)) {
+        if let Some((fixture_dir, _)) = target.split_once(&view_marker) {
+            rustix::mount::unmount(target, rustix::mount::UnmountFlags::DETACH)
+                .expect("detach the helper's view");
+            let _ = std::fs::remove_dir_all(fixture_dir.trim_end_matches("/state"));
+        }
+    }
 }

@@ -8,7 +8,7 @@
 use std::ffi::CStr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 use rustix::thread::{CapabilitySet, CapabilitySets};
@@ -53,9 +53,13 @@ fn setup(plan: &ChildPlan, fds: &ChildFds) -> Step {
         Err(e) => return Err((stage::SYNC, e)),
     }
     // If rbuild dies (even by kill -9), PID 1 of the step dies, and with it every process of
-    // the step and the mount namespace holding its mounts.
+    // the step and the mount namespace holding its mounts. (Set again after the credentials
+    // change: the kernel clears it when the uid or gid changes.)
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
         .map_err(at(stage::DEATH_SIGNAL))?;
+    // Now that the parent has put us in the step's cgroup, that cgroup becomes our root.
+    super::unshare_cgroup_namespace().map_err(|e| (stage::CGROUP_NS, io_errno(&e)))?;
+    super::new_session_keyring().map_err(|e| (stage::KEYRING, io_errno(&e)))?;
     // Out of rbuild's session: a terminal's Ctrl-C reaches rbuild, which then cancels the step.
     rustix::process::setsid().map_err(at(stage::SETSID))?;
     super::reset_signals().map_err(|e| (stage::SIGNALS, io_errno(&e)))?;
@@ -68,6 +72,14 @@ fn setup(plan: &ChildPlan, fds: &ChildFds) -> Step {
     .map_err(at(stage::PRIVATE))?;
     rustix::mount::mount_bind_recursive(plan.rootfs.as_c_str(), plan.rootfs.as_c_str())
         .map_err(at(stage::BIND_ROOT))?;
+    // nodev: a device node the step makes (it has CAP_MKNOD, as under Docker) or an image
+    // brings cannot be opened; /dev gets its devices as binds of the host's nodes instead.
+    rustix::mount::mount_remount(
+        plan.rootfs.as_c_str(),
+        MountFlags::BIND | MountFlags::NODEV,
+        c"",
+    )
+    .map_err(at(stage::BIND_ROOT))?;
     let root = rustix::fs::open(
         plan.rootfs.as_c_str(),
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -94,11 +106,14 @@ fn setup(plan: &ChildPlan, fds: &ChildFds) -> Step {
     rustix::process::chdir(plan.cwd.as_c_str()).map_err(at(stage::CWD))?;
 
     set_credentials(plan)?;
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .map_err(at(stage::DEATH_SIGNAL))?;
     rustix::process::umask(Mode::from_raw_mode(0o022));
 
     rustix::stdio::dup2_stdin(&fds.stdin).map_err(at(stage::STDIO))?;
     rustix::stdio::dup2_stdout(&fds.stdout).map_err(at(stage::STDIO))?;
     rustix::stdio::dup2_stderr(&fds.stderr).map_err(at(stage::STDIO))?;
+    super::cloexec_from_3().map_err(|e| (stage::CLOSE_FDS, io_errno(&e)))?;
     Ok(())
 }
 
@@ -138,8 +153,9 @@ fn run_step(root: BorrowedFd<'_>, step: &MountStep) -> Result<(), Errno> {
             flags,
             data,
             optional,
+            strict,
         } => {
-            let Some(target) = open_in_root(root, target, *optional)? else {
+            let Some(target) = open_target(root, target, *optional, *strict)? else {
                 return Ok(());
             };
             let path = FdPath::new(&target);
@@ -156,15 +172,18 @@ fn run_step(root: BorrowedFd<'_>, step: &MountStep) -> Result<(), Errno> {
             target,
             readonly,
         } => {
-            let fd = open_in_root(root, target, false)?.ok_or(Errno::NOENT)?;
+            let fd = open_target(root, target, false, false)?.ok_or(Errno::NOENT)?;
+            let resolved = ResolvedPath::of(&fd)?;
             rustix::mount::mount_bind(source.as_c_str(), FdPath::new(&fd).as_c_str())?;
-            if *readonly {
-                remount_read_only(root, target)?;
-            }
-            Ok(())
+            let extra = if *readonly {
+                MountFlags::RDONLY | MountFlags::NODEV
+            } else {
+                MountFlags::NODEV
+            };
+            remount_bind(&resolved, extra)
         }
         MountStep::Mask { target } => {
-            let Some(fd) = open_in_root(root, target, true)? else {
+            let Some(fd) = open_target(root, target, true, true)? else {
                 return Ok(());
             };
             let path = FdPath::new(&fd);
@@ -181,22 +200,23 @@ fn run_step(root: BorrowedFd<'_>, step: &MountStep) -> Result<(), Errno> {
             }
         }
         MountStep::ReadOnly { target } => {
-            let Some(fd) = open_in_root(root, target, true)? else {
+            let Some(fd) = open_target(root, target, true, true)? else {
                 return Ok(());
             };
+            let resolved = ResolvedPath::of(&fd)?;
             let path = FdPath::new(&fd);
             rustix::mount::mount_bind(path.as_c_str(), path.as_c_str())?;
-            remount_read_only(root, target)
+            remount_bind(&resolved, MountFlags::RDONLY)
         }
-        MountStep::Device { name, major, minor } => {
+        MountStep::Device { name, host } => {
             let dev = open_dev(root)?;
-            rustix::fs::mknodat(
+            let file = rustix::fs::openat(
                 &dev,
                 name.as_c_str(),
-                FileType::CharacterDevice,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::from_raw_mode(0o666),
-                rustix::fs::makedev(*major, *minor),
-            )
+            )?;
+            rustix::mount::mount_bind(host.as_c_str(), FdPath::new(&file).as_c_str())
         }
         MountStep::Symlink { name, target } => {
             let dev = open_dev(root)?;
@@ -209,15 +229,30 @@ fn run_step(root: BorrowedFd<'_>, step: &MountStep) -> Result<(), Errno> {
     }
 }
 
-/// Makes the mount now at `target` read-only. The target is opened again: a descriptor taken
-/// before the mount still points at the directory underneath it.
-fn remount_read_only(root: BorrowedFd<'_>, target: &CStr) -> Result<(), Errno> {
-    let fd = open_in_root(root, target, false)?.ok_or(Errno::NOENT)?;
-    rustix::mount::mount_remount(
-        FdPath::new(&fd).as_c_str(),
-        MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
-        c"",
-    )
+/// Sets the flags of the bind mount just made at `resolved` (a symlink-free absolute path
+/// taken before the mount, so it names exactly the new mount): the flags it inherited from its
+/// source (nosuid, nodev, noexec, read-only) plus `extra`.
+fn remount_bind(resolved: &ResolvedPath, extra: MountFlags) -> Result<(), Errno> {
+    let path = resolved.as_c_str();
+    let mounted = rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )?;
+    let current = rustix::fs::fstatvfs(&mounted)?.f_flag;
+    drop(mounted);
+    let mut flags = MountFlags::BIND | extra;
+    for (bit, flag) in [
+        (rustix::fs::StatVfsMountFlags::NOSUID, MountFlags::NOSUID),
+        (rustix::fs::StatVfsMountFlags::NODEV, MountFlags::NODEV),
+        (rustix::fs::StatVfsMountFlags::NOEXEC, MountFlags::NOEXEC),
+        (rustix::fs::StatVfsMountFlags::RDONLY, MountFlags::RDONLY),
+    ] {
+        if current.contains(bit) {
+            flags |= flag;
+        }
+    }
+    rustix::mount::mount_remount(path, flags, c"")
 }
 
 /// `/dev` of the rootfs, which the parent checked is a real directory and which holds the
@@ -232,19 +267,24 @@ fn open_dev(root: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
     )
 }
 
-/// Opens `path` (relative) with the rootfs as `/`: `..` and absolute symlinks stay inside it.
-/// `Ok(None)` when it does not exist and `optional` is set.
-fn open_in_root(
+/// Opens `path` (relative) with the rootfs as `/`: `..` and absolute symlinks stay inside it;
+/// `strict` follows no symlink at all. `Ok(None)` when it does not exist and `optional` is set.
+fn open_target(
     root: BorrowedFd<'_>,
     path: &CStr,
     optional: bool,
+    strict: bool,
 ) -> Result<Option<OwnedFd>, Errno> {
+    let mut resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    if strict {
+        resolve |= ResolveFlags::NO_SYMLINKS;
+    }
     match rustix::fs::openat2(
         root,
         path,
         OFlags::PATH | OFlags::CLOEXEC,
         Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        resolve,
     ) {
         Ok(fd) => Ok(Some(fd)),
         Err(Errno::NOENT) if optional => Ok(None),
@@ -254,6 +294,34 @@ fn open_in_root(
 
 fn io_errno(error: &std::io::Error) -> Errno {
     Errno::from_raw_os_error(error.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// The absolute path a descriptor names, read from its `/proc/self/fd` link into a stack
+/// buffer. The kernel's answer has no symlink in it.
+struct ResolvedPath {
+    buffer: [u8; 4096],
+    len: usize,
+}
+
+impl ResolvedPath {
+    fn of(fd: &OwnedFd) -> Result<ResolvedPath, Errno> {
+        let link = FdPath::new(fd);
+        let mut buffer = [0u8; 4096];
+        let len =
+            rustix::fs::readlinkat_raw(rustix::fs::CWD, link.as_c_str(), &mut buffer[..4095])?;
+        if len == 0 || len >= 4095 || buffer[0] != b'/' || buffer[..len].contains(&0) {
+            return Err(Errno::NAMETOOLONG);
+        }
+        buffer[len] = 0;
+        Ok(ResolvedPath {
+            buffer,
+            len: len + 1,
+        })
+    }
+
+    fn as_c_str(&self) -> &CStr {
+        CStr::from_bytes_with_nul(&self.buffer[..self.len]).unwrap_or(c"/nonexistent")
+    }
 }
 
 /// `/proc/self/fd/N` in a stack buffer, NUL-terminated.

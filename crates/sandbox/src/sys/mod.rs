@@ -37,6 +37,75 @@ struct CloneArgs {
     cgroup: u64,
 }
 
+/// Blocks every signal in the calling thread and returns the previous mask, so that none of
+/// rbuild's handlers can run in the child between clone and its own reset (as posix_spawn does).
+pub(crate) fn block_signals() -> libc::sigset_t {
+    // SAFETY: both sets are locals initialised by sigfillset/zeroed before use; sigprocmask
+    // writes the old mask into `old`.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    }
+}
+
+/// Restores a mask saved by [`block_signals`].
+pub(crate) fn restore_signals(old: &libc::sigset_t) {
+    // SAFETY: `old` is a mask sigprocmask filled in; the out-pointer may be NULL.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut());
+    }
+}
+
+/// Marks every descriptor from 3 up close-on-exec (`close_range(3, ~0, CLOSE_RANGE_CLOEXEC)`),
+/// so nothing rbuild inherited without the flag reaches the step.
+pub(crate) fn cloexec_from_3() -> io::Result<()> {
+    // SAFETY: close_range takes integers only.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Joins a new, anonymous session keyring (`keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)`), so the
+/// step cannot read the keys of rbuild's session.
+pub(crate) fn new_session_keyring() -> io::Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: a NULL name asks for an anonymous keyring; no other pointer is passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<c_char>(),
+        )
+    };
+    if rc >= 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `unshare(CLONE_NEWCGROUP)`: the calling process's current cgroup becomes the root of its
+/// cgroup namespace.
+pub(crate) fn unshare_cgroup_namespace() -> io::Result<()> {
+    // SAFETY: CLONE_NEWCGROUP changes only the cgroup namespace, which no memory of this process
+    // depends on (rustix marks unshare unsafe because some flags, e.g. CLONE_FILES, do).
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWCGROUP) }
+        .map_err(io::Error::from)
+}
+
 /// Namespaces the step gets (`CLONE_NEW*`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Namespaces {
@@ -57,11 +126,12 @@ pub(crate) enum Forked {
 /// The caller's child branch must call only async-signal-safe code and end in [`execve`] or
 /// [`exit`]; it must never return into the caller's frames' destructors.
 pub(crate) fn fork_into_namespaces(ns: Namespaces) -> io::Result<Forked> {
+    // No CLONE_NEWCGROUP here: the child unshares its cgroup namespace only once the parent
+    // has moved it into its step cgroup, so that cgroup is the namespace's root.
     let mut flags = (libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWCGROUP
         | libc::CLONE_PIDFD) as u64;
     if ns.network {
         flags |= libc::CLONE_NEWNET as u64;
