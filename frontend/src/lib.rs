@@ -18,6 +18,7 @@
 pub mod diagnostic;
 pub mod dockerignore;
 pub mod instructions;
+pub mod lower;
 pub mod parser;
 pub mod shell;
 pub mod stages;

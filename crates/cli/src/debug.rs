@@ -20,6 +20,30 @@ pub fn run(cmd: DebugCommand) -> Result<()> {
         }
         DebugCommand::Stages(args) => stages(args),
         DebugCommand::Context(args) => crate::context::list(&args),
+        DebugCommand::Graph(args) => graph(args),
+    }
+}
+
+fn graph(args: crate::args::GraphArgs) -> Result<()> {
+    let source = read_dockerfile(&args.file)?;
+    let options = BuildOptions {
+        build_args: parse_build_args(&args.build_args)?,
+        target: args.target.clone(),
+        ..BuildOptions::default()
+    };
+    let ast = parser::parse(&source).map_err(|d| SourceError::new(&args.file, &source, d))?;
+    let plan =
+        stages::resolve(&ast, &options).map_err(|d| SourceError::new(&args.file, &source, d))?;
+    let lowered = rbuild_frontend::lower::lower(&plan, "default")
+        .map_err(|d| SourceError::new(&args.file, &source, d))?;
+    match args.format.as_str() {
+        "dot" => write_stdout(&lowered.definition.to_dot()),
+        "json" => {
+            let json = serde_json::to_string_pretty(&lowered.definition.to_json())
+                .context("Failed to serialise the graph")?;
+            write_stdout(&format!("{json}\n"))
+        }
+        other => bail!("Invalid `--format {other}`: expected dot or json"),
     }
 }
 
@@ -69,7 +93,7 @@ pub fn parse_build_args(raw: &[String]) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-fn read_dockerfile(path: &Path) -> Result<String> {
+pub fn read_dockerfile(path: &Path) -> Result<String> {
     let mut bytes = Vec::new();
     if path == Path::new("-") {
         std::io::stdin()

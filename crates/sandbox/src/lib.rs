@@ -286,12 +286,14 @@ impl Sandbox {
                 path: search_path.clone(),
             })?;
 
-        let mut groups = vec![rustix::process::Gid::from_raw(spec.user.gid)];
-        for gid in &spec.user.additional_gids {
-            if *gid != spec.user.gid {
-                groups.push(rustix::process::Gid::from_raw(*gid));
-            }
-        }
+        // Only the supplementary groups: BuildKit (dockerd 20.10, the golden corpus' reference)
+        // does not add the primary gid, so `id` shows no `groups=` for a user without any.
+        let groups: Vec<rustix::process::Gid> = spec
+            .user
+            .additional_gids
+            .iter()
+            .map(|gid| rustix::process::Gid::from_raw(*gid))
+            .collect();
         let plan = ChildPlan {
             rootfs: cstring(spec.rootfs.as_os_str().as_encoded_bytes())?,
             steps,

@@ -95,7 +95,7 @@ pub(crate) struct ChildPlan {
     pub cwd: CString,
     pub uid: u32,
     pub gid: u32,
-    /// Supplementary groups, primary gid first.
+    /// Supplementary groups (the primary gid is not added, as in BuildKit).
     pub groups: Vec<rustix::process::Gid>,
     /// Capabilities kept in the bounding set and, for root, permitted and effective.
     pub capabilities: u64,

@@ -20,8 +20,9 @@
 //!    - Supplementary gids exist only when no group was given and a passwd entry matched: every
 //!      group whose member list names that user, in group-file order, each gid once.
 //!
-//! The primary gid is not added to [`ExecUser::additional_gids`]; as in BuildKit (and
-//! containerd) the sandbox puts it at the front of the `setgroups` list when it is missing.
+//! The primary gid is not added to [`ExecUser::additional_gids`], and the sandbox does not add
+//! it to the `setgroups` list either: BuildKit as shipped in dockerd 20.10 (the golden corpus'
+//! reference) runs `id` for a user without supplementary groups as `uid=1000(app) gid=1000(app)`.
 //!
 //! Parsing follows the `passwd(5)` and `group(5)` layouts. Lines are trimmed; blank lines and
 //! lines starting with `#` are skipped, and so are lines without a numeric uid and gid (or gid).

@@ -1,0 +1,662 @@
+//! `rbuild build`: Dockerfile → stages → graph → solver (with the local worker) → image →
+//! outputs. This module wires the pieces and owns the terminal; each piece lives in its crate.
+
+mod config;
+mod export;
+pub mod progress;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use rbuild_frontend::lower::lower;
+use rbuild_frontend::parser;
+use rbuild_frontend::stages::{self, BaseImage, BuildOptions, BuildPlan, Platform, Source};
+use rbuild_sandbox::ResourceLimits;
+use rbuild_snapshotter::images::{ImageRecord, ImageStore};
+use rbuild_snapshotter::layer::Compression;
+use rbuild_solver::{solve, SolveOptions};
+use rbuild_worker::exec::Secrets;
+use rbuild_worker::{BuildContext, LocalWorker, Output, WorkerOptions};
+
+use crate::args::BuildArgs;
+use crate::render::SourceError;
+
+pub use config::rfc3339;
+use progress::{Mode, Progress};
+
+/// Exit status of a build stopped by Ctrl-C or SIGTERM.
+pub const INTERRUPTED: u8 = 130;
+
+/// A build error whose text is already rendered (the failing step's report).
+#[derive(Debug)]
+pub struct Reported {
+    pub text: String,
+    pub interrupted: bool,
+}
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for Reported {}
+
+struct Inputs {
+    context: PathBuf,
+    _context_tmp: Option<tempfile::TempDir>,
+    dockerfile: PathBuf,
+    source: String,
+}
+
+fn read_inputs(args: &BuildArgs, root: &Path) -> Result<Inputs> {
+    let Some(context) = args.context.clone() else {
+        bail!("`rbuild build` needs a CONTEXT (a directory, or `-` for a tar on stdin)");
+    };
+    let (context, tmp) = if context == Path::new("-") {
+        // A tar context on stdin: unpacked safely (inside the directory, no devices).
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("Failed to create {}", root.display()))?;
+        let dir = tempfile::Builder::new()
+            .prefix("context-")
+            .tempdir_in(root)
+            .context("Failed to make a context directory")?;
+        let mut options = rbuild_snapshotter::apply::ApplyOptions::new(
+            rbuild_snapshotter::apply::ApplyMode::Flatten,
+        );
+        options.same_owner = false;
+        rbuild_snapshotter::apply::apply_layer(std::io::stdin().lock(), dir.path(), &options)
+            .context("Failed to read the context tar from stdin")?;
+        (dir.path().to_path_buf(), Some(dir))
+    } else {
+        let canonical = std::fs::canonicalize(&context)
+            .with_context(|| format!("The build context `{}` does not exist", context.display()))?;
+        if !canonical.is_dir() {
+            bail!(
+                "The build context `{}` is not a directory",
+                context.display()
+            );
+        }
+        (canonical, None)
+    };
+    let dockerfile = args
+        .file
+        .clone()
+        .unwrap_or_else(|| context.join("Dockerfile"));
+    let source = crate::debug::read_dockerfile(&dockerfile)?;
+    Ok(Inputs {
+        context,
+        _context_tmp: tmp,
+        dockerfile,
+        source,
+    })
+}
+
+/// The build's source date: `SOURCE_DATE_EPOCH` (environment, then build arg), else the last
+/// commit time of the context when it is a git work tree, else 0. `--timestamp=now`: none.
+fn source_date(
+    args: &BuildArgs,
+    build_args: &BTreeMap<String, String>,
+    context: &Path,
+) -> Result<Option<i64>> {
+    match args.timestamp.as_deref() {
+        Some("now") => return Ok(None),
+        Some(other) => {
+            return other.parse().map(Some).map_err(|_| {
+                anyhow!("Invalid `--timestamp={other}`: expected `now` or seconds since the epoch")
+            })
+        }
+        None => {}
+    }
+    let from = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .or_else(|| build_args.get("SOURCE_DATE_EPOCH").cloned());
+    if let Some(value) = from {
+        return value.trim().parse().map(Some).map_err(|_| {
+            anyhow!("Invalid SOURCE_DATE_EPOCH `{value}`: expected seconds since the epoch")
+        });
+    }
+    let git = std::process::Command::new("git")
+        .args(["-C"])
+        .arg(context)
+        .args(["log", "-1", "--format=%ct"])
+        .stderr(std::process::Stdio::null())
+        .output();
+    if let Ok(out) = git {
+        if out.status.success() {
+            if let Ok(t) = String::from_utf8_lossy(&out.stdout).trim().parse() {
+                return Ok(Some(t));
+            }
+        }
+    }
+    Ok(Some(0))
+}
+
+fn parse_size(text: &str) -> Result<u64> {
+    let lower = text.trim().to_ascii_lowercase();
+    let (digits, unit) = lower.split_at(
+        lower
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(lower.len()),
+    );
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| anyhow!("Invalid size `{text}`"))?;
+    let mult = match unit.trim_end_matches('b') {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => bail!("Invalid size `{text}`: use bytes or a k, m or g suffix"),
+    };
+    Ok(n * mult)
+}
+
+fn secrets(args: &BuildArgs) -> Result<Secrets> {
+    let mut out = Secrets::default();
+    for spec in &args.secrets {
+        let mut id = None;
+        let mut src = None;
+        for field in spec.split(',') {
+            match field.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
+                Some(("env", v)) => {
+                    let value = std::env::var(v).with_context(|| {
+                        format!("`--secret {spec}`: the environment has no `{v}`")
+                    })?;
+                    let dir =
+                        std::env::temp_dir().join(format!("rbuild-secret-{}", std::process::id()));
+                    std::fs::create_dir_all(&dir)?;
+                    let path = dir.join(v);
+                    std::fs::write(&path, value)?;
+                    src = Some(path);
+                }
+                Some(("type", "file" | "env")) => {}
+                _ => bail!("Invalid `--secret {spec}`: expected id=ID,src=FILE or id=ID,env=VAR"),
+            }
+        }
+        let id = id.ok_or_else(|| anyhow!("Invalid `--secret {spec}`: `id=` is missing"))?;
+        let src = src.ok_or_else(|| anyhow!("Invalid `--secret {spec}`: `src=` is missing"))?;
+        out.secrets.insert(id, src);
+    }
+    for spec in &args.ssh {
+        let (id, socket) = match spec.split_once('=') {
+            Some((id, socket)) => (id.to_string(), PathBuf::from(socket)),
+            None => (
+                spec.clone(),
+                std::env::var_os("SSH_AUTH_SOCK")
+                    .map(PathBuf::from)
+                    .ok_or_else(|| anyhow!("`--ssh {spec}`: SSH_AUTH_SOCK is not set"))?,
+            ),
+        };
+        out.ssh.insert(id, socket);
+    }
+    Ok(out)
+}
+
+/// Every image reference the needed stages read (FROM, COPY --from, RUN --mount from=).
+fn image_refs(plan: &BuildPlan) -> BTreeSet<String> {
+    let mut refs = BTreeSet::new();
+    for &i in &plan.order {
+        let stage = &plan.stages[i];
+        let mut add = |s: &Source| {
+            if let Source::Image { reference } = s {
+                refs.insert(reference.clone());
+            }
+        };
+        add(&stage.base);
+        for step in &stage.steps {
+            if let Some(s) = &step.copy_source {
+                add(s);
+            }
+            for m in &step.mounts {
+                if let Some(s) = &m.source_of {
+                    add(s);
+                }
+            }
+        }
+    }
+    refs
+}
+
+fn base_image(config: &[u8]) -> BaseImage {
+    let doc: serde_json::Value = serde_json::from_slice(config).unwrap_or_default();
+    let runtime = &doc["config"];
+    BaseImage {
+        env: runtime["Env"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str())
+                    .map(|e| {
+                        let (k, v) = e.split_once('=').unwrap_or((e, ""));
+                        (k.to_string(), v.to_string())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        working_dir: runtime["WorkingDir"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        user: runtime["User"].as_str().unwrap_or_default().to_string(),
+    }
+}
+
+/// Runs a build; returns the process exit code.
+pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
+    if args.load || args.push {
+        bail!("`--load` and `--push` need the registry and engine clients, which are not written yet (issue 6); use `-o type=docker,dest=FILE` and `docker load -i FILE`");
+    }
+    if !args.build_contexts.is_empty() {
+        bail!("`--build-context` is not supported yet (issue 6)");
+    }
+    if let Some(pull) = &args.pull {
+        if pull != "false" {
+            bail!("`--pull={pull}`: rbuild has no registry client yet (issue 6); base images come from the local store (`rbuild load -i`)");
+        }
+    }
+    let mode = Mode::parse(&args.progress, args.quiet)?;
+    let inputs = read_inputs(args, root)?;
+    let build_args = crate::debug::parse_build_args(&args.build_args)?;
+    let epoch = source_date(args, &build_args, &inputs.context)?;
+    let host = Platform::host();
+    let mut options = BuildOptions {
+        build_args,
+        target: args.target.clone(),
+        ..BuildOptions::default()
+    };
+    if let Some(p) = &args.platform {
+        let platform = Platform::parse(p)
+            .map_err(|e| anyhow!(e))
+            .context("Invalid `--platform`")?;
+        if platform != host {
+            bail!("`--platform {p}`: rbuild builds for the host's platform only ({host}); it does not emulate other architectures");
+        }
+        options.target_platform = platform;
+    }
+    let dockerfile = &inputs.dockerfile;
+    let source = &inputs.source;
+    let src_err = |d| SourceError::new(dockerfile, source, d);
+    let ast = parser::parse(source).map_err(src_err)?;
+    if ast.children.is_empty() {
+        bail!(
+            "The Dockerfile `{}` has no instructions",
+            dockerfile.display()
+        );
+    }
+
+    let (ignore, _) = crate::context::ignore_rules(&inputs.context, dockerfile)?;
+    let slot_prefix = format!("{}\0{}", dockerfile.display(), inputs.context.display());
+    let limits = ResourceLimits {
+        memory: args.memory.as_deref().map(parse_size).transpose()?,
+        cpu_shares: args.cpu_shares,
+        cpu_quota: args.cpu_quota,
+        cpu_period: args.cpu_period,
+        pids: args.pids_limit,
+    };
+    let worker = LocalWorker::open(
+        root,
+        Some(BuildContext {
+            dir: inputs.context.clone(),
+            ignore,
+        }),
+        WorkerOptions {
+            secrets: secrets(args)?,
+            limits,
+            slot_prefix,
+        },
+    )
+    .map_err(|e| anyhow!("{e}"))?;
+
+    // Two passes: the base images' configs (ENV, WORKDIR, USER) shape the stages.
+    let first = stages::resolve(&ast, &options).map_err(src_err)?;
+    for reference in image_refs(&first) {
+        if let Ok(image) = worker.resolve_image(&reference) {
+            options
+                .base_images
+                .insert(reference, base_image(&image.config));
+        }
+    }
+    let plan = stages::resolve(&ast, &options).map_err(src_err)?;
+    for warning in ast
+        .warnings
+        .iter()
+        .map(|w| format!("line {}: {}", w.line, w.message))
+        .chain(plan.warnings.iter().cloned())
+    {
+        if mode != Mode::Quiet {
+            eprintln!("warning: {warning}");
+        }
+    }
+    let lowered = lower(&plan, &args.network).map_err(src_err)?;
+    let definition = Arc::new(lowered.definition);
+    let mut no_cache_stages = BTreeSet::new();
+    for name in &args.no_cache_filter {
+        let index = plan
+            .stages
+            .iter()
+            .find(|s| {
+                s.name.as_deref() == Some(&name.to_lowercase()) || s.index.to_string() == *name
+            })
+            .map(|s| s.index)
+            .ok_or_else(|| anyhow!("`--no-cache-filter {name}`: no stage has that name"))?;
+        no_cache_stages.insert(index);
+    }
+    let solve_options = SolveOptions {
+        no_cache: args.no_cache,
+        no_cache_stages,
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+    };
+
+    let worker = Arc::new(worker);
+    let progress = Arc::new(Progress::new(mode));
+    progress.note(&format!(
+        "[internal] load build definition from {}",
+        dockerfile.display()
+    ));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
+        .enable_all()
+        .build()
+        .context("Failed to start the scheduler")?;
+    let cancel = worker.cancel_handle();
+    let (result, interrupted) = runtime.block_on(async {
+        let solving = solve(definition.clone(), worker.clone(), progress.clone(), solve_options);
+        let mut solving = std::pin::pin!(solving);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            result = &mut solving => (result, false),
+            _ = tokio::signal::ctrl_c() => {
+                cancel.cancel();
+                (solving.await, true)
+            }
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {
+                cancel.cancel();
+                (solving.await, true)
+            }
+        }
+    });
+    drop(runtime);
+    worker.finish();
+    progress.finish();
+    let solved = match result {
+        Ok(solved) if !interrupted => solved,
+        Ok(_) | Err(_) if interrupted => {
+            return Err(Reported {
+                text: "the build was interrupted; every step was stopped and its mounts removed"
+                    .into(),
+                interrupted: true,
+            }
+            .into());
+        }
+        Err(error) => {
+            return Err(failure_report(&error, &definition, dockerfile, source, &progress).into())
+        }
+        Ok(_) => unreachable!("covered above"),
+    };
+    let Output::Rootfs(top) = solved.output else {
+        bail!("the target is not a filesystem");
+    };
+
+    // The image: config from the base and the stage chain, layers from the snapshot chain.
+    let (chain, base_ref) = config::stage_chain(&plan);
+    let base = match &base_ref {
+        Some(reference) => Some(
+            worker
+                .resolve_image(reference)
+                .map_err(|e| anyhow!("{e}"))?,
+        ),
+        None => None,
+    };
+    let created = rfc3339(epoch.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    }));
+    let mut image_config = config::ImageConfig::new(
+        base.as_ref().map(|b| b.config.as_slice()),
+        host.architecture.as_str(),
+    )?;
+    for &index in &chain {
+        image_config.begin_stage();
+        for step in &plan.stages[index].steps {
+            image_config.apply(step, &created);
+        }
+    }
+    for label in &args.labels {
+        let (k, v) = label.split_once('=').unwrap_or((label, ""));
+        let step = stages::Step {
+            line: 0,
+            end_line: 0,
+            source: format!("LABEL {k}={v}"),
+            instruction: rbuild_frontend::instructions::Instruction::Label {
+                labels: vec![rbuild_frontend::instructions::KeyValue {
+                    key: k.into(),
+                    value: v.into(),
+                }],
+            },
+            copy_source: None,
+            mounts: Vec::new(),
+            exposed_ports: Vec::new(),
+            state: None,
+        };
+        image_config.apply(&step, &created);
+    }
+
+    let outputs = args
+        .outputs
+        .iter()
+        .map(|o| rbuild_exporter::output::parse_output(o).map_err(|e| anyhow!("{e}")))
+        .collect::<Result<Vec<_>>>()?;
+    let compression = outputs
+        .iter()
+        .find(|o| {
+            matches!(
+                o.kind,
+                rbuild_exporter::output::OutputKind::Oci
+                    | rbuild_exporter::output::OutputKind::Docker
+            )
+        })
+        .map_or(Compression::Gzip { level: 6 }, |o| o.compression);
+    let mut known = HashMap::new();
+    for reference in image_refs(&plan) {
+        if let Ok(image) = worker.resolve_image(&reference) {
+            for ((blob, diff_id), id) in image.layers.iter().zip(image.snapshot_ids()) {
+                known.insert(
+                    id,
+                    export::Layer {
+                        digest: blob.digest.to_string(),
+                        size: blob.size,
+                        media_type: blob.media_type.clone(),
+                        diff_id: diff_id.to_string(),
+                    },
+                );
+            }
+        }
+    }
+    progress.note("exporting layers");
+    let (layers, base_count) = export::layers(
+        &worker.snapshots,
+        &worker.content,
+        top.as_ref(),
+        &known,
+        compression,
+        epoch,
+    )?;
+    let ours: Vec<String> = layers[base_count..]
+        .iter()
+        .map(|l| l.diff_id.clone())
+        .collect();
+    if ours.len() != image_config.layer_steps {
+        bail!(
+            "internal error: {} layers for {} filesystem steps",
+            ours.len(),
+            image_config.layer_steps
+        );
+    }
+    let config_json = image_config.finish(&ours, &created)?;
+    let docker_types = outputs
+        .iter()
+        .any(|o| o.kind == rbuild_exporter::output::OutputKind::Docker);
+    let stored = export::store_image(&worker.content, &config_json, &layers, docker_types)?;
+    let image_id = stored.built.config.digest.to_string();
+
+    let images = ImageStore::open(root).map_err(|e| anyhow!("{e}"))?;
+    for tag in &args.tags {
+        images
+            .tag(&ImageRecord {
+                name: tag.clone(),
+                manifest: stored.manifest.digest.clone(),
+                manifest_size: stored.manifest.size,
+                manifest_media_type: stored.manifest.media_type.clone(),
+                config: stored.built.config.digest.clone(),
+                layer_sizes: layers.iter().map(|l| l.size).collect(),
+            })
+            .map_err(|e| anyhow!("{e}"))?;
+        progress.note(&format!("naming to {tag}"));
+    }
+    let mut manifest_digest = stored.manifest.digest.to_string();
+    for output in &outputs {
+        manifest_digest = write_output(&worker, output, &stored, &layers, &args.tags, epoch, root)?
+            .unwrap_or(manifest_digest);
+    }
+    if let Some(path) = &args.iidfile {
+        std::fs::write(path, &image_id)
+            .with_context(|| format!("Failed to write {}", path.display()))?;
+    }
+    if let Some(path) = &args.metadata_file {
+        let meta = serde_json::json!({
+            "containerimage.digest": manifest_digest,
+            "containerimage.config.digest": image_id,
+            "image.name": args.tags.join(","),
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&meta)?)
+            .with_context(|| format!("Failed to write {}", path.display()))?;
+    }
+    if mode == Mode::Quiet {
+        println!("{image_id}");
+    } else {
+        eprintln!(
+            "#0 DONE image {image_id} ({} steps run, {} cached) in {:.1}s",
+            solved.executed,
+            solved.cached,
+            progress.elapsed().as_secs_f64()
+        );
+    }
+    Ok(0)
+}
+
+fn write_output(
+    worker: &LocalWorker,
+    output: &rbuild_exporter::output::Output,
+    stored: &export::StoredImage,
+    layers: &[export::Layer],
+    tags: &[String],
+    epoch: Option<i64>,
+    root: &Path,
+) -> Result<Option<String>> {
+    use rbuild_exporter::output::{Dest, OutputKind};
+    let dest = output.dest.clone().ok_or_else(|| anyhow!("`type=docker` without `dest=` loads into an engine, which is not supported yet (issue 6): add `dest=FILE`"))?;
+    let blobs = layers
+        .iter()
+        .map(export::Layer::blob)
+        .collect::<Result<Vec<_>>>()?;
+    let mut names = output.names.clone();
+    if names.is_empty() {
+        names = tags.to_vec();
+    }
+    let mut out = rbuild_exporter::open_dest(&dest)
+        .with_context(|| format!("Failed to open the output {dest:?}"))?;
+    match output.kind {
+        OutputKind::Oci | OutputKind::Docker => {
+            let digest = rbuild_exporter::image::export_image_archive(
+                &worker.content,
+                &stored.built,
+                &names,
+                output.kind == OutputKind::Docker || output.docker_media_types,
+                epoch.unwrap_or(0).max(0) as u64,
+                &mut out,
+            )
+            .map_err(|e| anyhow!("{e}"))?;
+            Ok(Some(digest.to_string()))
+        }
+        OutputKind::Tar => {
+            rbuild_exporter::rootfs::export_rootfs_tar(
+                &worker.content,
+                &blobs,
+                &root.join("tmp"),
+                epoch,
+                &mut out,
+            )
+            .map_err(|e| anyhow!("{e}"))?;
+            Ok(None)
+        }
+        OutputKind::Local => {
+            drop(out);
+            let Dest::Path(path) = dest else {
+                bail!("`type=local` needs `dest=DIR`");
+            };
+            rbuild_exporter::rootfs::export_local(&worker.content, &blobs, &path)
+                .map_err(|e| anyhow!("{e}"))?;
+            Ok(None)
+        }
+        OutputKind::Image => {
+            bail!("`type=image` pushes to a registry, which is not supported yet (issue 6)")
+        }
+    }
+}
+
+/// The report of a failed build: the step, its Dockerfile lines marked, the error, and the
+/// last lines of its output.
+fn failure_report(
+    error: &rbuild_solver::SolveError,
+    definition: &rbuild_graph::Definition,
+    dockerfile: &Path,
+    source: &str,
+    progress: &Progress,
+) -> Reported {
+    let mut text = String::new();
+    let vertex = error.vertex.map(|v| definition.vertex(v));
+    let number = progress.number_of(&error.name);
+    text.push_str(&format!(
+        "failed to solve: {}: {}\n",
+        error.name, error.error
+    ));
+    if let Some(v) = vertex.filter(|v| v.line > 0) {
+        text.push_str(&format!(" --> {}:{}\n", dockerfile.display(), v.line));
+        let lines: Vec<&str> = source.lines().collect();
+        let first = v.line.saturating_sub(2).max(1);
+        let last = (v.end_line.max(v.line) + 1).min(lines.len());
+        for n in first..=last {
+            let marker = if n >= v.line && n <= v.end_line.max(v.line) {
+                ">>>"
+            } else {
+                "   "
+            };
+            text.push_str(&format!(
+                " {n:>4} {marker} {}\n",
+                lines.get(n - 1).unwrap_or(&"")
+            ));
+        }
+    }
+    if let Some(number) = number {
+        let tail = progress.tail(number);
+        if !tail.is_empty() {
+            text.push_str(&format!("last {} lines of output:\n", tail.len()));
+            for line in tail {
+                text.push_str(&format!("  | {line}\n"));
+            }
+        }
+    }
+    Reported {
+        text: text.trim_end().to_string(),
+        interrupted: false,
+    }
+}

@@ -1,0 +1,5 @@
+//! COPY and ADD: selecting sources, keying them by content, writing them into a rootfs.
+
+pub mod checksum;
+pub mod select;
+pub mod write;

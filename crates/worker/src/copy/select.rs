@@ -1,0 +1,264 @@
+//! Which files a COPY/ADD reads: source paths cleaned and clamped to the source root (`../x`
+//! is `x`, as in BuildKit), wildcards matched with Go's `filepath.Match` per component, the
+//! top-level path followed through symlinks *inside* the source root, `.dockerignore` applied
+//! to the context, then every selected directory walked (symlinks not followed), sorted.
+
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use rbuild_frontend::dockerignore::{go_clean, go_match, IgnoreRules};
+use rbuild_solver::WorkerError;
+use rustix::fs::OFlags;
+
+use crate::fsutil::{fd_path, open_in_root, open_root};
+
+/// Where sources are read from.
+#[derive(Debug)]
+pub struct SourceRoot<'a> {
+    /// Host directory (the context, or a view of a stage).
+    pub root: &'a Path,
+    /// `.dockerignore` of the context (paths relative to the context root).
+    pub ignore: Option<&'a IgnoreRules>,
+    /// `COPY --exclude` patterns.
+    pub excludes: Option<IgnoreRules>,
+    /// The build context: owners are not part of the content (they become 0:0).
+    pub is_context: bool,
+}
+
+/// One thing a COPY source selected, with everything below it.
+#[derive(Debug)]
+pub struct Selected {
+    /// Cleaned path inside the source root ("" for the root itself).
+    pub rel: String,
+    /// Whether it came from a wildcard.
+    pub wildcard: bool,
+    /// The tree: the selected path first (`rel` ""), then what is below it, parents first.
+    pub entries: Vec<Entry>,
+}
+
+/// A file, directory, symlink or special file in a selected tree.
+#[derive(Debug)]
+pub struct Entry {
+    /// Relative to the selected path ("" for the selected path itself).
+    pub rel: String,
+    pub host: PathBuf,
+    pub meta: Metadata,
+    pub link_target: Option<PathBuf>,
+}
+
+impl Selected {
+    pub fn is_dir(&self) -> bool {
+        self.entries.first().is_some_and(|e| e.meta.is_dir())
+    }
+}
+
+fn has_wildcard(path: &str) -> bool {
+    path.contains(['*', '?', '['])
+}
+
+/// The cleaned, root-relative form of a source path.
+pub fn clean(source: &str) -> String {
+    go_clean(&format!("/{source}"))
+        .trim_start_matches('/')
+        .to_string()
+}
+
+impl SourceRoot<'_> {
+    fn ignored(&self, rel: &str) -> bool {
+        if rel.is_empty() {
+            return false;
+        }
+        self.ignore.is_some_and(|rules| rules.is_excluded(rel))
+            || self
+                .excludes
+                .as_ref()
+                .is_some_and(|rules| rules.is_excluded(rel))
+    }
+
+    /// Selects every source of a COPY.
+    pub fn select(&self, sources: &[String]) -> Result<Vec<Selected>, WorkerError> {
+        let root_fd = open_root(self.root)?;
+        let mut out = Vec::new();
+        for source in sources {
+            let rel = clean(source);
+            if has_wildcard(&rel) {
+                let matches = self.glob(&rel)?;
+                if matches.is_empty() {
+                    return Err(WorkerError::new(format!(
+                        "no source files were specified: `{source}` matches nothing"
+                    )));
+                }
+                for m in matches {
+                    out.push(self.selected(&root_fd, &m, true, source)?);
+                }
+            } else {
+                out.push(self.selected(&root_fd, &rel, false, source)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn not_found(&self, source: &str, rel: &str) -> WorkerError {
+        let mut message = format!(
+            "\"/{rel}\" not found: COPY source `{source}` is not in the {}",
+            if self.is_context {
+                "build context"
+            } else {
+                "source stage"
+            }
+        );
+        if let Some(rule) = self.ignore.and_then(|r| r.excluded_by(rel)) {
+            message.push_str(&format!(
+                " (it is excluded by .dockerignore line {}: `{}`)",
+                rule.line, rule
+            ));
+        }
+        WorkerError::new(message)
+    }
+
+    fn selected(
+        &self,
+        root_fd: &std::os::fd::OwnedFd,
+        rel: &str,
+        wildcard: bool,
+        source: &str,
+    ) -> Result<Selected, WorkerError> {
+        if self.ignored(rel) {
+            return Err(self.not_found(source, rel));
+        }
+        let fd =
+            open_in_root(root_fd, rel, OFlags::PATH).map_err(|_| self.not_found(source, rel))?;
+        let host = fd_path(&fd)?;
+        let meta = std::fs::symlink_metadata(&host).map_err(|_| self.not_found(source, rel))?;
+        let mut entries = vec![Entry {
+            rel: String::new(),
+            host: host.clone(),
+            meta,
+            link_target: None,
+        }];
+        if entries[0].meta.is_dir() {
+            self.walk(&host, rel, "", &mut entries)?;
+        }
+        Ok(Selected {
+            rel: rel.to_string(),
+            wildcard,
+            entries,
+        })
+    }
+
+    /// Appends the tree below `dir` (sorted by name, parents first).
+    fn walk(
+        &self,
+        dir: &Path,
+        context_rel: &str,
+        rel: &str,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), WorkerError> {
+        let read = std::fs::read_dir(dir)
+            .map_err(|e| WorkerError::new(format!("cannot read {}: {e}", dir.display())))?;
+        let mut names: Vec<_> = read.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+        names.sort();
+        for name in names {
+            let name = name.to_string_lossy().into_owned();
+            let child_context = join(context_rel, &name);
+            let child_rel = join(rel, &name);
+            let host = dir.join(&name);
+            let meta = std::fs::symlink_metadata(&host)
+                .map_err(|e| WorkerError::new(format!("cannot stat {}: {e}", host.display())))?;
+            if self.ignored(&child_context) {
+                let skippable =
+                    !meta.is_dir() || self.ignore.is_none_or(|r| r.can_skip_dir(&child_context));
+                if skippable {
+                    continue;
+                }
+            }
+            let link_target = if meta.file_type().is_symlink() {
+                std::fs::read_link(&host).ok()
+            } else {
+                None
+            };
+            let is_dir = meta.is_dir();
+            out.push(Entry {
+                rel: child_rel.clone(),
+                host: host.clone(),
+                meta,
+                link_target,
+            });
+            if is_dir {
+                self.walk(&host, &child_context, &child_rel, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Expands a wildcard path component by component (matches sorted, ignored ones dropped).
+    fn glob(&self, pattern: &str) -> Result<Vec<String>, WorkerError> {
+        let mut current = vec![String::new()];
+        for component in pattern.split('/') {
+            let mut next = Vec::new();
+            for base in &current {
+                let dir = if base.is_empty() {
+                    self.root.to_path_buf()
+                } else {
+                    self.root.join(base)
+                };
+                if !has_wildcard(component) {
+                    let candidate = join(base, component);
+                    if std::fs::symlink_metadata(self.root.join(&candidate)).is_ok() {
+                        next.push(candidate);
+                    }
+                    continue;
+                }
+                let Ok(read) = std::fs::read_dir(&dir) else {
+                    continue;
+                };
+                let mut names: Vec<String> = read
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                names.sort();
+                for name in names {
+                    let matched = go_match(component, &name)
+                        .map_err(|_| WorkerError::new(format!("invalid pattern `{pattern}`")))?;
+                    if matched {
+                        next.push(join(base, &name));
+                    }
+                }
+            }
+            current = next;
+        }
+        Ok(current.into_iter().filter(|m| !self.ignored(m)).collect())
+    }
+}
+
+fn join(base: &str, name: &str) -> String {
+    if base.is_empty() {
+        name.to_string()
+    } else {
+        format!("{base}/{name}")
+    }
+}
+
+/// The type letter of an entry, for checksums.
+pub fn kind(meta: &Metadata) -> char {
+    let t = meta.file_type();
+    if t.is_dir() {
+        'd'
+    } else if t.is_symlink() {
+        'l'
+    } else if t.is_file() {
+        'f'
+    } else {
+        's'
+    }
+}
+
+/// (uid, gid) as they will be copied.
+pub fn owner_of(meta: &Metadata, is_context: bool) -> (u32, u32) {
+    if is_context {
+        (0, 0)
+    } else {
+        (meta.uid(), meta.gid())
+    }
+}

@@ -1,0 +1,180 @@
+//! RUN: the step in the sandbox over a view of its parent, its `--mount`s mapped onto the
+//! sandbox's mount kinds.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use rbuild_graph::{Exec, ExecMount};
+use rbuild_sandbox::{
+    CacheLease, CacheMounts, CacheOwner, Mount, NetworkMode, SecurityMode, Sharing,
+};
+use rbuild_snapshotter::snapshots::View;
+use rbuild_solver::WorkerError;
+use rustix::fs::OFlags;
+
+use crate::fsutil::{fd_path, open_in_root, open_root};
+
+/// Things a step's mounts hold on to while it runs (leases, read-only views of sources).
+#[derive(Debug, Default)]
+pub struct Held {
+    pub leases: Vec<CacheLease>,
+    pub views: Vec<View>,
+}
+
+/// Where a bind mount's source lives.
+#[derive(Debug)]
+pub enum MountSource {
+    /// A host directory (the context, or a view of a stage).
+    Dir(PathBuf),
+    /// The empty filesystem (`from=scratch`).
+    Empty,
+}
+
+/// What the build was given for secrets and ssh (`--secret id=..,src=..`, `--ssh id=socket`).
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    pub secrets: BTreeMap<String, PathBuf>,
+    pub ssh: BTreeMap<String, PathBuf>,
+}
+
+pub fn network(mode: &str) -> Result<NetworkMode, WorkerError> {
+    NetworkMode::parse(mode).ok_or_else(|| {
+        WorkerError::new(format!(
+            "unsupported network mode `{mode}` (default, none, host)"
+        ))
+    })
+}
+
+pub fn security(mode: &str) -> SecurityMode {
+    if mode == "insecure" {
+        SecurityMode::Insecure
+    } else {
+        SecurityMode::Sandbox
+    }
+}
+
+/// Maps one `RUN --mount` to a sandbox mount (`None`: an optional secret or ssh that was not
+/// given). `source` is the mount's `from` filesystem for bind and cache mounts.
+pub fn map_mount(
+    mount: &ExecMount,
+    index: usize,
+    source: Option<MountSource>,
+    caches: &CacheMounts,
+    secrets: &Secrets,
+    env: &mut Vec<String>,
+    held: &mut Held,
+) -> Result<Option<Mount>, WorkerError> {
+    match mount.kind.as_str() {
+        "bind" => {
+            let root = match source {
+                Some(MountSource::Dir(dir)) => dir,
+                Some(MountSource::Empty) | None => {
+                    return Err(WorkerError::new(format!(
+                        "bind mount at `{}`: its source is empty",
+                        mount.target
+                    )))
+                }
+            };
+            // Resolved inside the source: a symlink there cannot expose the host.
+            let root_fd = open_root(&root)?;
+            let fd = open_in_root(&root_fd, &mount.source, OFlags::PATH).map_err(|e| {
+                WorkerError::new(format!("bind mount source `{}`: {e}", mount.source))
+            })?;
+            Ok(Some(Mount::Bind {
+                source: fd_path(&fd)?,
+                target: mount.target.clone(),
+                readonly: mount.readonly,
+            }))
+        }
+        "cache" => {
+            let id = mount.id.clone().unwrap_or_else(|| mount.target.clone());
+            let sharing = match mount.sharing.as_deref() {
+                Some(s) => Sharing::parse(s).unwrap_or(Sharing::Shared),
+                None => Sharing::Shared,
+            };
+            let owner = CacheOwner {
+                uid: mount.uid.unwrap_or(0),
+                gid: mount.gid.unwrap_or(0),
+                mode: mount.mode.unwrap_or(0o755),
+            };
+            let lease = caches
+                .acquire(&id, sharing, owner)
+                .map_err(|e| WorkerError::new(e.to_string()))?;
+            let path = lease.path().to_path_buf();
+            held.leases.push(lease);
+            Ok(Some(Mount::Bind {
+                source: path,
+                target: mount.target.clone(),
+                readonly: mount.readonly,
+            }))
+        }
+        "tmpfs" => Ok(Some(Mount::Tmpfs {
+            target: mount.target.clone(),
+            size: mount.size,
+        })),
+        "secret" => {
+            let id = mount.id.clone().unwrap_or_else(|| {
+                std::path::Path::new(&mount.target)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            });
+            let Some(path) = secrets.secrets.get(&id) else {
+                if mount.required {
+                    return Err(WorkerError::new(format!(
+                        "secret `{id}` is required but was not given (--secret id={id},src=FILE)"
+                    )));
+                }
+                return Ok(None);
+            };
+            let data = std::fs::read(path).map_err(|e| {
+                WorkerError::new(format!(
+                    "secret `{id}`: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let target = if mount.target.is_empty() {
+                format!("/run/secrets/{id}")
+            } else {
+                mount.target.clone()
+            };
+            Ok(Some(Mount::Secret {
+                data,
+                target,
+                uid: mount.uid.unwrap_or(0),
+                gid: mount.gid.unwrap_or(0),
+                mode: mount.mode.unwrap_or(0o400),
+            }))
+        }
+        "ssh" => {
+            let id = mount.id.clone().unwrap_or_else(|| "default".into());
+            let Some(socket) = secrets.ssh.get(&id) else {
+                if mount.required {
+                    return Err(WorkerError::new(format!(
+                        "ssh agent `{id}` is required but was not given (--ssh {id}=SOCKET)"
+                    )));
+                }
+                return Ok(None);
+            };
+            let target = if mount.target.is_empty() {
+                format!("/run/buildkit/ssh_agent.{index}")
+            } else {
+                mount.target.clone()
+            };
+            env.push(format!("SSH_AUTH_SOCK={target}"));
+            Ok(Some(Mount::Bind {
+                source: socket.clone(),
+                target,
+                readonly: false,
+            }))
+        }
+        other => Err(WorkerError::new(format!(
+            "unsupported mount type `{other}`"
+        ))),
+    }
+}
+
+/// The argv for error messages and progress.
+pub fn command_text(exec: &Exec) -> String {
+    exec.args.join(" ")
+}

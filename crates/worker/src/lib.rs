@@ -1,0 +1,537 @@
+//! rbuild-worker: runs the solver's ops on this machine.
+//!
+//! [`LocalWorker`] implements [`rbuild_solver::Worker`] over the state root: base images come
+//! from the local image store and become snapshots ([`image`]); RUN runs in the sandbox over an
+//! overlay view of its parent ([`exec`]); COPY/ADD select sources, key them by content and write
+//! them into a view ([`copy`]); WORKDIR creates its directory; every result is committed as a
+//! snapshot and recorded in the cache index ([`index`]). It is the only crate that joins
+//! storage, sandbox and (later) network.
+
+pub mod copy;
+pub mod exec;
+pub mod fsutil;
+pub mod image;
+pub mod index;
+pub mod statcache;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rbuild_frontend::dockerignore::IgnoreRules;
+use rbuild_graph::{Op, Vertex};
+use rbuild_sandbox::{CacheMounts, Cancel, ResourceLimits, Sandbox, SandboxError, StepSpec};
+use rbuild_snapshotter::content::ContentStore;
+use rbuild_snapshotter::images::ImageStore;
+use rbuild_snapshotter::snapshots::{SnapshotId, Snapshotter, View};
+use rbuild_solver::{CacheKey, LogSink, LogStream, Worker, WorkerError};
+
+use copy::select::SourceRoot;
+use exec::{Held, MountSource, Secrets};
+use index::{CacheIndex, IndexEntry};
+use statcache::StatCache;
+
+/// A result: a filesystem (`None`: empty), or the build context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Rootfs(Option<SnapshotId>),
+    Context,
+}
+
+/// The build context: a directory read in place, filtered by `.dockerignore`.
+#[derive(Debug)]
+pub struct BuildContext {
+    pub dir: PathBuf,
+    pub ignore: IgnoreRules,
+}
+
+/// Options of a build that the worker applies to every op.
+#[derive(Debug, Default)]
+pub struct WorkerOptions {
+    pub secrets: Secrets,
+    pub limits: ResourceLimits,
+    /// Prefix of every slot (the Dockerfile and context paths), so "why it missed" compares a
+    /// step with the same step of the same project.
+    pub slot_prefix: String,
+}
+
+/// Runs ops against one state root.
+#[derive(Debug)]
+pub struct LocalWorker {
+    root: PathBuf,
+    pub content: ContentStore,
+    pub snapshots: Snapshotter,
+    pub images: ImageStore,
+    sandbox: Sandbox,
+    caches: CacheMounts,
+    index: CacheIndex,
+    stat_cache: StatCache,
+    context: Option<BuildContext>,
+    options: WorkerOptions,
+    cancel: Cancel,
+    /// Image references resolved in this build (so a tag is read once per build).
+    resolved: Mutex<BTreeMap<String, image::ResolvedImage>>,
+}
+
+fn io_err(what: &str) -> impl Fn(std::io::Error) -> WorkerError + '_ {
+    move |e| WorkerError::new(format!("{what}: {e}"))
+}
+
+impl LocalWorker {
+    pub fn open(
+        state_root: &Path,
+        context: Option<BuildContext>,
+        options: WorkerOptions,
+    ) -> Result<LocalWorker, WorkerError> {
+        let e = |x: &dyn std::fmt::Display| WorkerError::new(x.to_string());
+        Ok(LocalWorker {
+            root: state_root.to_path_buf(),
+            content: ContentStore::open(state_root).map_err(|x| e(&x))?,
+            snapshots: Snapshotter::open(state_root).map_err(|x| e(&x))?,
+            images: ImageStore::open(state_root).map_err(|x| e(&x))?,
+            sandbox: Sandbox::new(state_root.join("run")).map_err(|x| e(&x))?,
+            caches: CacheMounts::open(state_root.join("cache-mounts-v1")).map_err(|x| e(&x))?,
+            index: CacheIndex::open(state_root),
+            stat_cache: StatCache::open(state_root),
+            context,
+            options,
+            cancel: Cancel::new().map_err(|x| e(&x))?,
+            resolved: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// The resolved base image of `reference` (manifest, config, layers).
+    pub fn resolve_image(&self, reference: &str) -> Result<image::ResolvedImage, WorkerError> {
+        if let Some(known) = self
+            .resolved
+            .lock()
+            .ok()
+            .and_then(|m| m.get(reference).cloned())
+        {
+            return Ok(known);
+        }
+        let resolved = image::resolve(&self.images, &self.content, reference)?;
+        if let Ok(mut map) = self.resolved.lock() {
+            map.insert(reference.to_string(), resolved.clone());
+        }
+        Ok(resolved)
+    }
+
+    /// Saves what must outlive the build (the stat cache).
+    pub fn finish(&self) {
+        let _ = self.stat_cache.save();
+    }
+
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    pub fn cancel_handle(&self) -> Cancel {
+        self.cancel.clone()
+    }
+
+    fn view(&self, parent: &Output) -> Result<View, WorkerError> {
+        let parent = match parent {
+            Output::Rootfs(id) => id.as_ref(),
+            Output::Context => {
+                return Err(WorkerError::new(
+                    "the build context is not a root filesystem",
+                ))
+            }
+        };
+        self.snapshots
+            .prepare(parent)
+            .map_err(|e| WorkerError::new(e.to_string()))
+    }
+
+    /// A directory to read a source from: the context, or a (throwaway) view of a snapshot.
+    fn source_dir(
+        &self,
+        source: &Output,
+        held: &mut Vec<View>,
+    ) -> Result<Option<PathBuf>, WorkerError> {
+        match source {
+            Output::Context => Ok(Some(self.context()?.dir.clone())),
+            Output::Rootfs(None) => Ok(None),
+            Output::Rootfs(Some(_)) => {
+                let view = self.view(source)?;
+                let root = view.root().to_path_buf();
+                held.push(view);
+                Ok(Some(root))
+            }
+        }
+    }
+
+    fn context(&self) -> Result<&BuildContext, WorkerError> {
+        self.context
+            .as_ref()
+            .ok_or_else(|| WorkerError::new("this build has no context"))
+    }
+
+    fn commit(
+        &self,
+        view: View,
+        key: &CacheKey,
+        parent: &Output,
+        slot: &str,
+    ) -> Result<Output, WorkerError> {
+        let parent = match parent {
+            Output::Rootfs(id) => id.clone(),
+            Output::Context => None,
+        };
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let id = SnapshotId::new(format!("k-{}-{:x}", &key.digest[..32], nanos))
+            .map_err(|e| WorkerError::new(e.to_string()))?;
+        self.snapshots
+            .commit(view, &id, parent.as_ref())
+            .map_err(|e| WorkerError::new(e.to_string()))?;
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.index
+            .put(
+                &key.digest,
+                &IndexEntry {
+                    snapshot: Some(id.as_str().to_string()),
+                    created,
+                },
+            )
+            .map_err(io_err("write the cache index"))?;
+        self.index
+            .put_parts(&self.slot(slot), &key.parts)
+            .map_err(io_err("write the cache index"))?;
+        Ok(Output::Rootfs(Some(id)))
+    }
+
+    fn slot(&self, slot: &str) -> String {
+        format!("{}\0{slot}", self.options.slot_prefix)
+    }
+
+    fn run_exec(
+        &self,
+        vertex: &Vertex,
+        exec: &rbuild_graph::Exec,
+        key: &CacheKey,
+        inputs: &[Output],
+        log: &mut dyn LogSink,
+    ) -> Result<Output, WorkerError> {
+        let mut held = Held::default();
+        let view = self.view(&inputs[0])?;
+        let mut env = exec.env.clone();
+        let mut mounts = Vec::new();
+        for (i, mount) in exec.mounts.iter().enumerate() {
+            let source = match mount.input {
+                Some(input) => Some(match self.source_dir(&inputs[input], &mut held.views)? {
+                    Some(dir) => MountSource::Dir(dir),
+                    None => MountSource::Empty,
+                }),
+                None if mount.kind == "bind" => Some(MountSource::Dir(self.context()?.dir.clone())),
+                None => None,
+            };
+            if let Some(m) = exec::map_mount(
+                mount,
+                i,
+                source,
+                &self.caches,
+                &self.options.secrets,
+                &mut env,
+                &mut held,
+            )? {
+                mounts.push(m);
+            }
+        }
+        let user = rbuild_sandbox::resolve_user_in_rootfs(view.root(), &exec.user)
+            .map_err(|e| WorkerError::new(e.to_string()))?;
+        let spec = StepSpec {
+            rootfs: view.root().to_path_buf(),
+            args: exec.args.clone(),
+            env,
+            cwd: exec.cwd.clone(),
+            user,
+            network: exec::network(&exec.network)?,
+            security: exec::security(&exec.security),
+            mounts,
+            limits: self.options.limits.clone(),
+        };
+        let mut sink = Sink(log);
+        let outcome = match self.sandbox.run(&spec, &mut sink, &self.cancel) {
+            Ok(outcome) => outcome,
+            Err(SandboxError::Cancelled) => return Err(WorkerError::cancelled()),
+            Err(e) => return Err(WorkerError::new(format!("{e}{}", source_chain(&e)))),
+        };
+        drop(held);
+        if !outcome.success() {
+            return Err(WorkerError::new(outcome.failure_message(&exec.args)));
+        }
+        self.commit(view, key, &inputs[0], &vertex.slot)
+    }
+
+    fn run_copy(
+        &self,
+        vertex: &Vertex,
+        op: &rbuild_graph::Copy,
+        key: &CacheKey,
+        inputs: &[Output],
+    ) -> Result<Output, WorkerError> {
+        let mut views = Vec::new();
+        let view = self.view(&inputs[0])?;
+        let dest = if op.dest.starts_with('/') {
+            op.dest.clone()
+        } else {
+            format!("{}/{}", op.cwd.trim_end_matches('/'), op.dest)
+        };
+        let root_fd = fsutil::open_root(view.root())?;
+        let chown = match &op.chown {
+            Some(spec) => Some(fsutil::resolve_owner(view.root(), spec)?),
+            None => None,
+        };
+        let (selected, is_context) = self.select(op, &inputs[op.input], &mut views)?;
+        let any_wildcard = selected.iter().any(|s| s.wildcard);
+        let mut options = copy::write::WriteOptions {
+            dest: dest.clone(),
+            chown,
+            chmod: op.chmod,
+            is_context,
+            dest_is_dir: dest.ends_with('/')
+                || op.sources.len() + op.inline.len() > 1
+                || any_wildcard,
+        };
+        if op.add {
+            for source in &op.sources {
+                if source.contains("://") || source.starts_with("git@") {
+                    return Err(WorkerError::new(format!("ADD `{source}`: remote sources need network access, which rbuild does not do yet; download the file into the context")));
+                }
+            }
+        }
+        let extract = |entry: &copy::select::Entry,
+                       dir: &std::os::fd::OwnedFd|
+         -> Result<bool, WorkerError> {
+            let Some(kind) = archive_kind(&entry.host) else {
+                return Ok(false);
+            };
+            let _ = kind;
+            let target = fsutil::fd_path(dir)?;
+            let file = std::fs::File::open(&entry.host).map_err(io_err("open the archive"))?;
+            let mut apply = rbuild_snapshotter::apply::ApplyOptions::new(
+                rbuild_snapshotter::apply::ApplyMode::Flatten,
+            );
+            apply.allow_devices = true;
+            rbuild_snapshotter::apply::apply_layer(std::io::BufReader::new(file), &target, &apply)
+                .map_err(|e| {
+                    WorkerError::new(format!("ADD: cannot unpack {}: {e}", entry.host.display()))
+                })?;
+            Ok(true)
+        };
+        if !op.inline.is_empty() {
+            // Heredoc sources: written as files named after the heredoc.
+            let dir = fsutil::mkdir_all(&root_fd, &dest, chown.unwrap_or_default())?;
+            for (name, text) in &op.inline {
+                let path = fsutil::fd_path(&dir)?.join(name);
+                std::fs::write(&path, text).map_err(io_err("write a heredoc file"))?;
+                let owner = chown.unwrap_or_default();
+                std::os::unix::fs::chown(&path, Some(owner.uid), Some(owner.gid))
+                    .map_err(io_err("chown a heredoc file"))?;
+                let mode = op.chmod.map(|m| m & 0o777).unwrap_or(0o644);
+                std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                    .map_err(io_err("chmod a heredoc file"))?;
+            }
+            options.dest_is_dir = true;
+        }
+        copy::write::write(
+            &root_fd,
+            &selected,
+            &options,
+            if op.add { Some(&extract) } else { None },
+        )?;
+        drop(root_fd);
+        drop(selected);
+        drop(views);
+        self.commit(view, key, &inputs[0], &vertex.slot)
+    }
+
+    fn select(
+        &self,
+        op: &rbuild_graph::Copy,
+        source: &Output,
+        views: &mut Vec<View>,
+    ) -> Result<(Vec<copy::select::Selected>, bool), WorkerError> {
+        let is_context = matches!(source, Output::Context);
+        let Some(dir) = self.source_dir(source, views)? else {
+            return Err(WorkerError::new(format!(
+                "COPY: `{}` not found: the source stage is empty",
+                op.sources.join(" ")
+            )));
+        };
+        let ignore = if is_context {
+            Some(&self.context()?.ignore)
+        } else {
+            None
+        };
+        let excludes = if op.excludes.is_empty() {
+            None
+        } else {
+            Some(
+                IgnoreRules::from_patterns(op.excludes.iter())
+                    .map_err(|e| WorkerError::new(format!("--exclude: {e}")))?,
+            )
+        };
+        let root = SourceRoot {
+            root: &dir,
+            ignore,
+            excludes,
+            is_context,
+        };
+        Ok((root.select(&op.sources)?, is_context))
+    }
+
+    fn run_mkdir(
+        &self,
+        vertex: &Vertex,
+        op: &rbuild_graph::Mkdir,
+        key: &CacheKey,
+        inputs: &[Output],
+    ) -> Result<Output, WorkerError> {
+        let view = self.view(&inputs[0])?;
+        let owner = if op.user.is_empty() {
+            fsutil::Owner::default()
+        } else {
+            let user = rbuild_sandbox::resolve_user_in_rootfs(view.root(), &op.user)
+                .map_err(|e| WorkerError::new(e.to_string()))?;
+            fsutil::Owner {
+                uid: user.uid,
+                gid: user.gid,
+            }
+        };
+        let root_fd = fsutil::open_root(view.root())?;
+        fsutil::mkdir_all(&root_fd, &op.path, owner)?;
+        drop(root_fd);
+        self.commit(view, key, &inputs[0], &vertex.slot)
+    }
+}
+
+fn source_chain(error: &dyn std::error::Error) -> String {
+    let mut out = String::new();
+    let mut next = error.source();
+    while let Some(e) = next {
+        out.push_str(&format!(": {e}"));
+        next = e.source();
+    }
+    out
+}
+
+/// Local archives ADD unpacks: tar, gzip and zstd (what the layer reader handles).
+fn archive_kind(path: &Path) -> Option<&'static str> {
+    let mut head = [0u8; 512];
+    let mut file = std::fs::File::open(path).ok()?;
+    let n = std::io::Read::read(&mut file, &mut head).ok()?;
+    let head = &head[..n];
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Some("gzip")
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Some("zstd")
+    } else if n >= 262 && &head[257..262] == b"ustar" {
+        Some("tar")
+    } else {
+        None
+    }
+}
+
+struct Sink<'a>(&'a mut dyn LogSink);
+
+impl rbuild_sandbox::OutputSink for Sink<'_> {
+    fn line(&mut self, stream: rbuild_sandbox::Stream, line: &[u8]) {
+        let stream = match stream {
+            rbuild_sandbox::Stream::Stdout => LogStream::Stdout,
+            rbuild_sandbox::Stream::Stderr => LogStream::Stderr,
+        };
+        self.0.line(stream, line);
+    }
+}
+
+impl Worker for LocalWorker {
+    type Output = Output;
+
+    fn content(
+        &self,
+        vertex: &Vertex,
+        inputs: &[Output],
+    ) -> Result<BTreeMap<String, String>, WorkerError> {
+        match &vertex.op {
+            Op::Image { reference } => {
+                let image = self.resolve_image(reference)?;
+                Ok(BTreeMap::from([(
+                    "manifest".to_string(),
+                    image.manifest.to_string(),
+                )]))
+            }
+            Op::Copy(op) => {
+                let mut views = Vec::new();
+                let (selected, is_context) = self.select(op, &inputs[op.input], &mut views)?;
+                copy::checksum::content_parts(&selected, is_context, &self.stat_cache)
+            }
+            _ => Ok(BTreeMap::new()),
+        }
+    }
+
+    fn lookup(&self, vertex: &Vertex, key: &CacheKey) -> Option<Output> {
+        match &vertex.op {
+            Op::Scratch => Some(Output::Rootfs(None)),
+            Op::Context { .. } => Some(Output::Context),
+            // An image is "cached" once all its layers are snapshots; unpack otherwise.
+            Op::Image { .. } => None,
+            _ => {
+                let entry = self.index.get(&key.digest)?;
+                match entry.snapshot {
+                    None => Some(Output::Rootfs(None)),
+                    Some(id) => {
+                        let id = SnapshotId::new(id).ok()?;
+                        self.snapshots
+                            .exists(&id)
+                            .then_some(Output::Rootfs(Some(id)))
+                    }
+                }
+            }
+        }
+    }
+
+    fn previous_parts(&self, slot: &str) -> Option<BTreeMap<String, String>> {
+        self.index.previous_parts(&self.slot(slot))
+    }
+
+    fn execute(
+        &self,
+        vertex: &Vertex,
+        key: &CacheKey,
+        inputs: &[Output],
+        log: &mut dyn LogSink,
+    ) -> Result<Output, WorkerError> {
+        if self.cancel.is_cancelled() {
+            return Err(WorkerError::cancelled());
+        }
+        match &vertex.op {
+            Op::Scratch => Ok(Output::Rootfs(None)),
+            Op::Context { .. } => Ok(Output::Context),
+            Op::Image { reference } => {
+                let image = self.resolve_image(reference)?;
+                let top = image::unpack(
+                    &self.snapshots,
+                    &self.content,
+                    &self.root,
+                    reference,
+                    &image,
+                )?;
+                Ok(Output::Rootfs(top))
+            }
+            Op::Exec(exec) => self.run_exec(vertex, exec, key, inputs, log),
+            Op::Copy(op) => self.run_copy(vertex, op, key, inputs),
+            Op::Mkdir(op) => self.run_mkdir(vertex, op, key, inputs),
+        }
+    }
+
+    fn cancel_all(&self) {
+        self.cancel.cancel();
+    }
+}
