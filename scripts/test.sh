@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit tests and the conformance corpora.
+# The whole test suite: formatting, lints, unit tests, the conformance corpora and the golden
+# images (scripts/golden.sh).
 # README's test command; .ci/run calls this after installing what CI needs.
 # The conformance corpus root is RBUILD_CONFORMANCE (default: ../shared/conformance).
 set -euo pipefail
@@ -36,8 +37,13 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --workspace --locked 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+echo "== golden conformance (scripts/golden.sh, corpus: ${RBUILD_GOLDEN:-../shared/conformance/golden})"
+cargo build --locked -p rbuild >/dev/null 2>&1
+scripts/golden.sh 2>&1 | tee -a "$log"
+golden_status=${PIPESTATUS[0]}
 set -e
-# cargo's last lines are doc-test blocks that often run nothing; close on the whole count.
-grep -E '^test result:' "$log" \
-  | awk '{passed += $4; failed += $6} END {printf "total: %d passed, %d failed\n", passed, failed}'
-exit "$status"
+# cargo's last lines are doc-test blocks that often run nothing; close on the whole count
+# (cargo's results plus the golden cases).
+grep -E '^(test result:|golden:)' "$log" \
+  | awk '/^golden:/ {passed += $2; failed += $4; next} {passed += $4; failed += $6} END {printf "total: %d passed, %d failed\n", passed, failed}'
+[ "$status" -eq 0 ] && [ "$golden_status" -eq 0 ]

@@ -149,10 +149,7 @@ impl Lowering<'_> {
             Source::Stage { index } => self.outputs.get(index).copied().ok_or_else(|| {
                 Diagnostic::new(
                     format!("stage {index} is used before it is built"),
-                    Position {
-                        line,
-                        column: 1,
-                    },
+                    Position { line, column: 1 },
                     0,
                 )
             }),
@@ -213,6 +210,19 @@ impl Lowering<'_> {
                     let exec = Exec {
                         args: run_args(run, &state),
                         env: exec_env(&state, &self.plan.proxy_env),
+                        arg_names: state
+                            .args
+                            .iter()
+                            .filter(|name| state.env.contains(name))
+                            .cloned()
+                            .collect(),
+                        uncached_env: self
+                            .plan
+                            .proxy_env
+                            .iter()
+                            .filter(|(key, _)| !state.env.contains(key))
+                            .map(|(key, _)| key.clone())
+                            .collect(),
                         cwd: state.workdir.clone(),
                         user: state.user.clone(),
                         network: network.to_string(),

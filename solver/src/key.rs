@@ -67,8 +67,16 @@ pub fn key_parts(
             parts.insert("command".into(), json(&exec.args));
             for (i, var) in exec.env.iter().enumerate() {
                 let (name, value) = var.split_once('=').unwrap_or((var, ""));
-                // Position matters for the process (later wins), so it is part of the name.
-                parts.insert(format!("env {name}"), format!("{value}\u{0}{i}"));
+                if exec.uncached_env.iter().any(|n| n == name) {
+                    continue;
+                }
+                let kind = if exec.arg_names.iter().any(|n| n == name) {
+                    "arg"
+                } else {
+                    "env"
+                };
+                // Position matters for the process (later wins), so it is part of the value.
+                parts.insert(format!("{kind} {name}"), format!("{value}\u{0}{i}"));
             }
             parts.insert("cwd".into(), exec.cwd.clone());
             parts.insert("user".into(), exec.user.clone());
@@ -164,6 +172,9 @@ fn describe(part: &str, existed: bool) -> String {
     if let Some(name) = part.strip_prefix("env ") {
         return format!("env var {name} {verb}");
     }
+    if let Some(name) = part.strip_prefix("arg ") {
+        return format!("build arg {name} {verb}");
+    }
     if let Some(path) = part.strip_prefix("content ") {
         return match path {
             "manifest" => "image changed".into(),
@@ -179,6 +190,9 @@ fn describe(part: &str, existed: bool) -> String {
 fn describe_removed(part: &str) -> String {
     if let Some(name) = part.strip_prefix("env ") {
         return format!("env var {name} removed");
+    }
+    if let Some(name) = part.strip_prefix("arg ") {
+        return format!("build arg {name} removed");
     }
     if let Some(path) = part.strip_prefix("content ") {
         return format!("file {path} removed");

@@ -20,6 +20,13 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse_from(args::with_default_subcommand(std::env::args_os().collect()));
+    if matches!(cli.command, args::Command::Build(_) | args::Command::Run(_)) {
+        // Before any thread exists: every mount of this process then dies with it.
+        if let Err(e) = rbuild_sandbox::enter_private_mount_namespace() {
+            render::error(&anyhow::Error::new(e));
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         args::Command::Debug(cmd) => debug::run(cmd).map(|()| 0),
         args::Command::Load { input } => images::load(&cli.root, &input).map(|()| 0),

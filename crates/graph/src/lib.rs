@@ -44,6 +44,10 @@ pub struct Exec {
     pub args: Vec<String>,
     /// `KEY=VALUE`, in order.
     pub env: Vec<String>,
+    /// Names in `env` that come from ARG (reported as build args when they change the key).
+    pub arg_names: Vec<String>,
+    /// Names in `env` left out of the cache key (proxy build args, as in BuildKit).
+    pub uncached_env: Vec<String>,
     pub cwd: String,
     /// The USER value as written (resolved against the rootfs when the step runs).
     pub user: String,

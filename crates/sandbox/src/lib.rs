@@ -374,6 +374,16 @@ impl Sandbox {
     }
 }
 
+/// Puts rbuild in a mount namespace of its own, with every mount private, so that every mount
+/// it makes (snapshot views, the steps') disappears with the process, even after kill -9.
+/// Call it first thing in `main`, before any thread exists.
+pub fn enter_private_mount_namespace() -> Result<(), SandboxError> {
+    sys::private_mount_namespace().map_err(|e| SandboxError::Setup {
+        stage: "enter a private mount namespace (rbuild needs root)".into(),
+        source: e,
+    })
+}
+
 /// Resolves a `USER` value against the rootfs's `/etc/passwd` and `/etc/group`, read inside the
 /// rootfs (symlinks cannot lead out of it) and capped at 4 MiB each.
 pub fn resolve_user_in_rootfs(rootfs: &Path, user: &str) -> Result<user::ExecUser, SandboxError> {

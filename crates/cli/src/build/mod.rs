@@ -572,8 +572,11 @@ fn write_output(
     if names.is_empty() {
         names = tags.to_vec();
     }
-    let mut out = rbuild_exporter::open_dest(&dest)
-        .with_context(|| format!("Failed to open the output {dest:?}"))?;
+    // Opened only by the kinds that write one stream (`type=local` writes a directory).
+    let open = || {
+        rbuild_exporter::open_dest(&dest)
+            .with_context(|| format!("Failed to open the output {dest:?}"))
+    };
     match output.kind {
         OutputKind::Oci | OutputKind::Docker => {
             let digest = rbuild_exporter::image::export_image_archive(
@@ -582,7 +585,7 @@ fn write_output(
                 &names,
                 output.kind == OutputKind::Docker || output.docker_media_types,
                 epoch.unwrap_or(0).max(0) as u64,
-                &mut out,
+                &mut open()?,
             )
             .map_err(|e| anyhow!("{e}"))?;
             Ok(Some(digest.to_string()))
@@ -593,13 +596,12 @@ fn write_output(
                 &blobs,
                 &root.join("tmp"),
                 epoch,
-                &mut out,
+                &mut open()?,
             )
             .map_err(|e| anyhow!("{e}"))?;
             Ok(None)
         }
         OutputKind::Local => {
-            drop(out);
             let Dest::Path(path) = dest else {
                 bail!("`type=local` needs `dest=DIR`");
             };

@@ -106,6 +106,20 @@ pub(crate) fn unshare_cgroup_namespace() -> io::Result<()> {
         .map_err(io::Error::from)
 }
 
+/// Moves the calling process into a new mount namespace whose mounts are all private.
+/// Must run before the process has a second thread (CLONE_NEWNS fails otherwise).
+pub(crate) fn private_mount_namespace() -> io::Result<()> {
+    // SAFETY: CLONE_NEWNS only gives this process its own copy of the mount table; no memory
+    // of the process depends on it (rustix marks unshare unsafe for flags like CLONE_FILES).
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+        .map_err(io::Error::from)?;
+    rustix::mount::mount_change(
+        c"/",
+        rustix::mount::MountPropagationFlags::REC | rustix::mount::MountPropagationFlags::PRIVATE,
+    )
+    .map_err(io::Error::from)
+}
+
 /// Namespaces the step gets (`CLONE_NEW*`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Namespaces {

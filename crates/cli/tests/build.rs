@@ -1,0 +1,529 @@
+//! `rbuild build` end to end, through the binary: the cache-correctness regressions BuildKit
+//! users hit, why a step missed, reproducibility, error reports, interruption, parallelism.
+//! Base image: the golden corpus' busybox, imported with `rbuild load -i`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+struct Project {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+    ctx: PathBuf,
+}
+
+fn rbuild() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rbuild"))
+}
+
+impl Project {
+    fn new() -> Project {
+        rbuild_test::require_root();
+        let dir = tempfile::Builder::new()
+            .prefix("rbuild-build-test-")
+            .tempdir()
+            .expect("tempdir");
+        let root = dir.path().join("state");
+        let ctx = dir.path().join("ctx");
+        std::fs::create_dir_all(&ctx).expect("ctx");
+        let out = rbuild()
+            .arg("--root")
+            .arg(&root)
+            .args(["load", "-i"])
+            .arg(rbuild_test::golden_base("busybox-oci.tar"))
+            .output()
+            .expect("load");
+        assert!(
+            out.status.success(),
+            "load: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Project { dir, root, ctx }
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let path = self.ctx.join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+
+    fn dockerfile(&self, text: &str) {
+        self.write("Dockerfile", text);
+    }
+
+    /// Builds with plain progress; returns the output.
+    fn build(&self, args: &[&str]) -> Output {
+        rbuild()
+            .arg("--root")
+            .arg(&self.root)
+            .args(["build", "--progress", "plain", "--network", "none"])
+            .args(args)
+            .arg(&self.ctx)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run rbuild")
+    }
+
+    fn build_ok(&self, args: &[&str]) -> String {
+        let out = self.build(args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "build failed:\n{err}");
+        err
+    }
+
+    /// Builds and exports the rootfs to a fresh directory; returns the progress and the dir.
+    fn build_rootfs(&self, args: &[&str]) -> (String, PathBuf) {
+        let dest = self.dir.path().join(format!("rootfs-{}", rand_suffix()));
+        let spec = format!("type=local,dest={}", dest.display());
+        let mut all = args.to_vec();
+        all.extend(["-o", &spec]);
+        (self.build_ok(&all), dest)
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// The progress lines about the step whose label contains `needle`: (CACHED?, miss reason).
+fn step_status(progress: &str, needle: &str) -> String {
+    let number = progress
+        .lines()
+        .find(|l| l.starts_with('#') && l.contains(needle) && l.contains('['))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no step `{needle}` in:\n{progress}"))
+        .to_string();
+    progress
+        .lines()
+        .filter(|l| l.starts_with(&format!("{number} ")))
+        .filter_map(|l| {
+            let rest = &l[number.len() + 1..];
+            (rest == "CACHED" || rest.starts_with("cache miss:")).then(|| rest.to_string())
+        })
+        .next()
+        .unwrap_or_default()
+}
+
+fn read(dir: &Path, rel: &str) -> String {
+    std::fs::read_to_string(dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+#[test]
+fn multi_source_copy_misses_when_only_the_second_file_changes() {
+    // moby/buildkit#853
+    let p = Project::new();
+    p.dockerfile("FROM rbuild-test/busybox:1\nWORKDIR /app\nCOPY Gemfile Gemfile.lock ./\nRUN cat Gemfile.lock > /out\n");
+    p.write("Gemfile", "gem 'a'\n");
+    p.write("Gemfile.lock", "a (1.0)\n");
+    p.build_ok(&[]);
+    p.write("Gemfile.lock", "a (2.0)\n");
+    let (progress, rootfs) = p.build_rootfs(&[]);
+    assert_eq!(
+        step_status(&progress, "COPY Gemfile"),
+        "cache miss: file Gemfile.lock changed"
+    );
+    assert_eq!(read(&rootfs, "out"), "a (2.0)\n");
+}
+
+#[test]
+fn wildcard_copy_misses_after_a_rename_without_content_change() {
+    // moby/buildkit#2008
+    let p = Project::new();
+    p.dockerfile("FROM rbuild-test/busybox:1\nCOPY *.txt /d/\n");
+    p.write("a.txt", "same\n");
+    p.build_ok(&[]);
+    std::fs::rename(p.ctx.join("a.txt"), p.ctx.join("b.txt")).expect("rename");
+    let (progress, rootfs) = p.build_rootfs(&[]);
+    assert!(
+        step_status(&progress, "COPY *.txt").starts_with("cache miss:"),
+        "{progress}"
+    );
+    assert!(rootfs.join("d/b.txt").exists() && !rootfs.join("d/a.txt").exists());
+}
+
+#[test]
+fn copy_from_a_rebuilt_stage_hits_below_when_the_file_is_unchanged() {
+    let p = Project::new();
+    p.dockerfile(
+        "FROM rbuild-test/busybox:1 AS builder\nARG V\nRUN echo $V > /v && echo same > /f\n\
+         FROM rbuild-test/busybox:1\nCOPY --from=builder /f /f\nRUN cat /f > /g\n",
+    );
+    p.build_ok(&["--build-arg", "V=1"]);
+    let progress = p.build_ok(&["--build-arg", "V=2"]);
+    assert_eq!(
+        step_status(&progress, "RUN echo $V"),
+        "cache miss: build arg V changed"
+    );
+    assert_eq!(step_status(&progress, "COPY --from=builder"), "CACHED");
+    assert_eq!(step_status(&progress, "RUN cat /f"), "CACHED");
+}
+
+#[test]
+fn a_bind_mount_of_a_file_made_by_a_run_keys_the_reading_run() {
+    let p = Project::new();
+    p.dockerfile(
+        "FROM rbuild-test/busybox:1 AS data\nARG V\nRUN echo $V > /data\n\
+         FROM rbuild-test/busybox:1\nRUN --mount=type=bind,from=data,source=/data,target=/m cat /m > /out\n",
+    );
+    let (_, first) = p.build_rootfs(&["--build-arg", "V=1"]);
+    assert_eq!(read(&first, "out"), "1\n");
+    let (progress, second) = p.build_rootfs(&["--build-arg", "V=2"]);
+    assert_eq!(
+        step_status(&progress, "RUN --mount"),
+        "cache miss: mount source 1 changed"
+    );
+    assert_eq!(read(&second, "out"), "2\n");
+}
+
+#[test]
+fn build_args_undeclared_hit_and_declared_before_a_run_miss() {
+    let p = Project::new();
+    p.dockerfile(
+        "FROM rbuild-test/busybox:1\nRUN echo first > /a\nARG DECLARED\nRUN echo fixed > /b\n",
+    );
+    p.build_ok(&["--build-arg", "DECLARED=1"]);
+    let progress = p.build_ok(&["--build-arg", "DECLARED=1", "--build-arg", "UNDECLARED=x"]);
+    assert_eq!(step_status(&progress, "RUN echo first"), "CACHED");
+    assert_eq!(step_status(&progress, "RUN echo fixed"), "CACHED");
+    // The value is in the RUN's environment, so a new one misses even if unused (as BuildKit).
+    let progress = p.build_ok(&["--build-arg", "DECLARED=2"]);
+    assert_eq!(step_status(&progress, "RUN echo first"), "CACHED");
+    assert_eq!(
+        step_status(&progress, "RUN echo fixed"),
+        "cache miss: build arg DECLARED changed"
+    );
+}
+
+#[test]
+fn exact_instruction_text_keys_a_run_and_touching_a_file_does_not() {
+    let p = Project::new();
+    p.dockerfile("FROM rbuild-test/busybox:1\nCOPY f /f\nRUN echo  one > /x\n");
+    p.write("f", "content\n");
+    p.build_ok(&[]);
+    // Same bytes, new mtime: a hit.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+    std::fs::File::options()
+        .write(true)
+        .open(p.ctx.join("f"))
+        .expect("open")
+        .set_modified(later)
+        .expect("touch");
+    let progress = p.build_ok(&[]);
+    assert_eq!(step_status(&progress, "COPY f"), "CACHED");
+    // One space less: a different instruction.
+    p.dockerfile("FROM rbuild-test/busybox:1\nCOPY f /f\nRUN echo one > /x\n");
+    let progress = p.build_ok(&[]);
+    assert_eq!(step_status(&progress, "COPY f"), "CACHED");
+    assert!(
+        step_status(&progress, "RUN echo one").starts_with("cache miss:"),
+        "{progress}"
+    );
+    // --no-cache runs everything.
+    let progress = p.build_ok(&["--no-cache"]);
+    assert_eq!(step_status(&progress, "COPY f"), "cache miss: --no-cache");
+}
+
+#[test]
+fn env_changes_are_named() {
+    let p = Project::new();
+    p.dockerfile("FROM rbuild-test/busybox:1\nENV MODE=a\nRUN echo $MODE > /m\n");
+    p.build_ok(&[]);
+    p.dockerfile("FROM rbuild-test/busybox:1\nENV MODE=b\nRUN echo $MODE > /m\n");
+    let progress = p.build_ok(&[]);
+    assert_eq!(
+        step_status(&progress, "RUN echo $MODE"),
+        "cache miss: env var MODE changed"
+    );
+}
+
+fn oci_digest(p: &Project, root: &Path, extra: &[&str]) -> (String, Vec<u8>) {
+    let tar = p.dir.path().join(format!("img-{}.tar", rand_suffix()));
+    let meta = p.dir.path().join(format!("meta-{}.json", rand_suffix()));
+    let out = rbuild()
+        .arg("--root")
+        .arg(root)
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "--no-cache",
+            "--network",
+            "none",
+        ])
+        .args(extra)
+        .arg("--metadata-file")
+        .arg(&meta)
+        .arg("-o")
+        .arg(format!("type=oci,dest={}", tar.display()))
+        .arg(&p.ctx)
+        .output()
+        .expect("build");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta).expect("meta")).expect("json");
+    (
+        meta["containerimage.digest"]
+            .as_str()
+            .expect("digest")
+            .to_string(),
+        std::fs::read(&tar).expect("tar"),
+    )
+}
+
+#[test]
+fn two_state_roots_and_any_job_count_give_the_same_image() {
+    let p = Project::new();
+    p.dockerfile(
+        "FROM rbuild-test/busybox:1 AS a\nRUN echo a > /a && sleep 0.2\n\
+         FROM rbuild-test/busybox:1 AS b\nRUN echo b > /b\n\
+         FROM rbuild-test/busybox:1\nCOPY --from=a /a /a\nCOPY --from=b /b /b\nCOPY f /f\nRUN ls / > /listing && mkdir -p /var/lib/app && touch /var/lib/app/state\n",
+    );
+    p.write("f", "x\n");
+    let (first, first_tar) = oci_digest(&p, &p.root, &["--jobs", "1"]);
+    let other = p.dir.path().join("other-state");
+    let load = rbuild()
+        .arg("--root")
+        .arg(&other)
+        .args(["load", "-i"])
+        .arg(rbuild_test::golden_base("busybox-oci.tar"))
+        .output()
+        .expect("load");
+    assert!(load.status.success());
+    let (second, second_tar) = oci_digest(&p, &other, &["--jobs", "8"]);
+    assert_eq!(first, second, "same inputs, different image digests");
+    assert!(
+        first_tar == second_tar,
+        "the OCI archives differ byte for byte"
+    );
+}
+
+#[test]
+fn a_failing_run_reports_the_line_the_command_the_code_and_the_output() {
+    let p = Project::new();
+    p.dockerfile("FROM rbuild-test/busybox:1\nRUN echo ok\nRUN echo before \\\n && echo oops >&2 \\\n && exit 3\nRUN echo never\n");
+    let out = p.build(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("exit code: 3"), "{err}");
+    assert!(err.contains("did not complete successfully"), "{err}");
+    assert!(err.contains(">>> RUN echo before"), "{err}");
+    assert!(err.contains(">>>  && exit 3"), "{err}");
+    assert!(
+        err.contains("  | before") && err.contains("  | oops"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("#4 [stage-0 4/4] RUN echo never"),
+        "a step after the failure started:\n{err}"
+    );
+}
+
+#[test]
+fn a_missing_copy_source_names_the_dockerignore_rule() {
+    let p = Project::new();
+    p.dockerfile("FROM rbuild-test/busybox:1\nCOPY secret.key /\n");
+    p.write("secret.key", "k");
+    p.write(".dockerignore", "# keys stay out\n*.key\n");
+    let out = p.build(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("secret.key") && err.contains(".dockerignore line 2: `*.key`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn context_symlinks_are_followed_at_the_top_and_kept_below() {
+    let p = Project::new();
+    p.dockerfile("FROM rbuild-test/busybox:1\nCOPY link-to-real /followed.txt\nCOPY tree /tree/\n");
+    p.write("real.txt", "real\n");
+    p.write("tree/file.txt", "file\n");
+    std::os::unix::fs::symlink("real.txt", p.ctx.join("link-to-real")).expect("symlink");
+    std::os::unix::fs::symlink("file.txt", p.ctx.join("tree/self-link")).expect("symlink");
+    std::os::unix::fs::symlink("../real.txt", p.ctx.join("tree/inner-link")).expect("symlink");
+    // A symlink out of the context is followed only inside it: /etc/passwd of the context.
+    std::os::unix::fs::symlink("/etc/hostname", p.ctx.join("escape")).expect("symlink");
+    let (_, rootfs) = p.build_rootfs(&[]);
+    assert_eq!(read(&rootfs, "followed.txt"), "real\n");
+    assert!(std::fs::symlink_metadata(rootfs.join("followed.txt"))
+        .expect("stat")
+        .is_file());
+    assert_eq!(
+        std::fs::read_link(rootfs.join("tree/self-link")).expect("link"),
+        Path::new("file.txt")
+    );
+    assert_eq!(
+        std::fs::read_link(rootfs.join("tree/inner-link")).expect("link"),
+        Path::new("../real.txt")
+    );
+    p.dockerfile("FROM rbuild-test/busybox:1\nCOPY escape /escaped\n");
+    let out = p.build(&[]);
+    assert!(
+        !out.status.success(),
+        "a symlink to a host file outside the context was copied"
+    );
+}
+
+#[test]
+fn independent_stages_run_at_the_same_time() {
+    let p = Project::new();
+    p.dockerfile(
+        "FROM rbuild-test/busybox:1 AS one\nRUN sleep 0.5 # one\n\
+         FROM rbuild-test/busybox:1 AS two\nRUN sleep 0.5 # two\n\
+         FROM rbuild-test/busybox:1\nCOPY --from=one /etc/passwd /one\nCOPY --from=two /etc/passwd /two\n",
+    );
+    let out = rbuild()
+        .arg("--root")
+        .arg(&p.root)
+        .args(["build", "--progress", "rawjson", "--network", "none"])
+        .arg(&p.ctx)
+        .output()
+        .expect("build");
+    assert!(out.status.success());
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let vertex_of = |needle: &str| {
+        events
+            .iter()
+            .find(|e| e["started"].as_str().is_some_and(|s| s.contains(needle)))
+            .and_then(|e| e["vertex"].as_u64())
+            .unwrap_or_else(|| panic!("no {needle}"))
+    };
+    let (one, two) = (vertex_of("# one"), vertex_of("# two"));
+    let position =
+        |pred: &dyn Fn(&serde_json::Value) -> bool| events.iter().position(pred).expect("event");
+    let first_done =
+        position(&|e| e["done"].is_number() && (e["vertex"] == one || e["vertex"] == two));
+    // Both RUNs were underway (missed, i.e. about to run) before either finished.
+    for v in [one, two] {
+        let missed = position(&|e| e["vertex"] == v && e["miss"].is_string());
+        assert!(
+            missed < first_done,
+            "stage {v} started only after the other finished"
+        );
+    }
+}
+
+#[test]
+fn interrupting_a_build_exits_130_and_leaves_nothing_running() {
+    let p = Project::new();
+    p.dockerfile("FROM rbuild-test/busybox:1\nRUN echo started && sleep 41.5\n");
+    let mut child = rbuild()
+        .arg("--root")
+        .arg(&p.root)
+        .args(["build", "--progress", "plain", "--network", "none"])
+        .arg(&p.ctx)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    for line in lines.by_ref() {
+        if line.expect("line").contains("started") {
+            break;
+        }
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130));
+    let sleepers = std::fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c.starts_with(b"sleep\x0041.5"))
+        })
+        .count();
+    assert_eq!(sleepers, 0, "the step survived the interrupt");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !mounts.contains(p.root.to_string_lossy().as_ref()),
+        "mounts left behind"
+    );
+}
+
+#[test]
+fn rbuild_run_runs_what_was_built() {
+    let p = Project::new();
+    p.dockerfile("FROM rbuild-test/busybox:1\nENV WHO=world\nCMD [\"/bin/sh\", \"-c\", \"echo hello $WHO; exit 4\"]\n");
+    p.build_ok(&["-t", "test/hello:1"]);
+    let out = rbuild()
+        .arg("--root")
+        .arg(&p.root)
+        .args(["run", "--rm", "test/hello:1"])
+        .output()
+        .expect("run");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello world\n");
+    assert_eq!(out.status.code(), Some(4));
+    let out = rbuild()
+        .arg("--root")
+        .arg(&p.root)
+        .args(["run", "test/hello:1", "cat", "/etc/hostname"])
+        .output()
+        .expect("run");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "buildkitsandbox\n");
+}
+
+#[test]
+fn dockerfile_and_context_can_come_from_stdin() {
+    let p = Project::new();
+    p.write("data.txt", "from a tar\n");
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(&p.ctx)
+        .args(["-cf", "-", "data.txt"])
+        .output()
+        .expect("tar");
+    let dockerfile = p.dir.path().join("Dockerfile.stdin");
+    std::fs::write(&dockerfile, "FROM rbuild-test/busybox:1\nCOPY data.txt /\n").expect("write");
+    let dest = p.dir.path().join("out");
+    let mut child = rbuild()
+        .arg("--root")
+        .arg(&p.root)
+        .args(["build", "--progress", "quiet", "-f"])
+        .arg(&dockerfile)
+        .arg("-o")
+        .arg(format!("type=local,dest={}", dest.display()))
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), &tar.stdout).expect("feed");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("sha256:"),
+        "-q prints the image id"
+    );
+    assert_eq!(read(&dest, "data.txt"), "from a tar\n");
+}
+
+#[test]
+fn debug_graph_shows_the_needed_vertices() {
+    let p = Project::new();
+    p.dockerfile("FROM rbuild-test/busybox:1 AS unused\nRUN true\nFROM rbuild-test/busybox:1\nWORKDIR /w\nRUN echo hi\n");
+    let out = rbuild()
+        .args(["debug", "graph", "--format", "dot"])
+        .arg(p.ctx.join("Dockerfile"))
+        .output()
+        .expect("graph");
+    let dot = String::from_utf8_lossy(&out.stdout);
+    assert!(dot.starts_with("digraph build {"), "{dot}");
+    assert!(
+        dot.contains("[stage-1 2/3] WORKDIR /w") && dot.contains("[stage-1 3/3] RUN echo hi"),
+        "{dot}"
+    );
+    assert!(
+        !dot.contains("RUN true"),
+        "an unused stage is in the graph:\n{dot}"
+    );
+}
