@@ -24,8 +24,8 @@ pub struct Cli {
 }
 
 /// Subcommand names: a command line naming none of them is a build (`rbuild [FLAGS] CONTEXT`).
-const SUBCOMMANDS: [&str; 9] = [
-    "build", "run", "load", "save", "images", "rmi", "debug", "help", "--help",
+const SUBCOMMANDS: [&str; 11] = [
+    "build", "run", "load", "save", "images", "rmi", "du", "prune", "debug", "help", "--help",
 ];
 
 /// The command line with `build` inserted when it names no subcommand (and is not a bare
@@ -162,6 +162,10 @@ pub enum Command {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Show the disk usage of the state root (build cache, blobs, cache mounts).
+    Du,
+    /// Free build cache; never deletes what a running build uses (it waits for running builds).
+    Prune(PruneArgs),
     /// Inspect how rbuild reads a Dockerfile.
     #[command(subcommand)]
     Debug(DebugCommand),
@@ -180,6 +184,22 @@ pub enum DebugCommand {
     Context(ContextArgs),
     /// Print the build graph (the ops the target needs).
     Graph(GraphArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Remove the whole build cache, cache mounts included (images stay).
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Keep at most this much snapshot storage (bytes or k/m/g), removing the oldest first.
+    #[arg(long = "keep-storage", value_name = "SIZE")]
+    pub keep_storage: Option<String>,
+    /// `until=DURATION` (Go syntax, e.g. `24h`): remove cache entries older than that.
+    #[arg(long, value_name = "until=DURATION")]
+    pub filter: Vec<String>,
+    /// Accepted for docker compatibility (rbuild never asks).
+    #[arg(short = 'f', long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

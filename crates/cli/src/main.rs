@@ -8,6 +8,7 @@
 
 mod args;
 mod build;
+mod cache;
 mod context;
 mod debug;
 mod images;
@@ -35,6 +36,8 @@ fn main() -> ExitCode {
         args::Command::Rmi { names } => images::remove(&cli.root, &names).map(|()| 0),
         args::Command::Build(build_args) => build::run(&cli.root, &build_args),
         args::Command::Run(run_args) => run::run(&cli.root, &run_args),
+        args::Command::Du => cache::du(&cli.root).map(|()| 0),
+        args::Command::Prune(prune_args) => cache::prune(&cli.root, &prune_args).map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(code),

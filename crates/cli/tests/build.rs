@@ -527,3 +527,66 @@ fn debug_graph_shows_the_needed_vertices() {
         "an unused stage is in the graph:\n{dot}"
     );
 }
+
+#[test]
+fn prune_waits_for_running_builds_and_keeps_images_usable() {
+    let p = Project::new();
+    p.dockerfile("FROM rbuild-test/busybox:1\nRUN echo built > /b\nCMD [\"cat\", \"/b\"]\n");
+    p.build_ok(&["-t", "test/pruned:1"]);
+    // A build in progress holds the GC lock: prune waits for it.
+    p.dockerfile("FROM rbuild-test/busybox:1\nRUN echo slow && sleep 1.5 && echo done > /slow\n");
+    let mut slow = rbuild()
+        .arg("--root")
+        .arg(&p.root)
+        .args(["build", "--progress", "plain", "--network", "none"])
+        .arg(&p.ctx)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = slow.stderr.take().expect("stderr");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    for line in lines.by_ref() {
+        if line.expect("line").contains(" slow") {
+            break;
+        }
+    }
+    let prune = rbuild()
+        .arg("--root")
+        .arg(&p.root)
+        .args(["prune", "--all"])
+        .output()
+        .expect("prune");
+    assert!(
+        prune.status.success(),
+        "{}",
+        String::from_utf8_lossy(&prune.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&prune.stderr).contains("waiting for the builds"),
+        "prune did not wait"
+    );
+    for _ in lines.by_ref() {}
+    assert!(
+        slow.wait().expect("wait").success(),
+        "the build running during prune failed"
+    );
+    let du = rbuild()
+        .arg("--root")
+        .arg(&p.root)
+        .arg("du")
+        .output()
+        .expect("du");
+    let du = String::from_utf8_lossy(&du.stdout);
+    assert!(
+        du.lines()
+            .any(|l| l.starts_with("snapshots") && l.split_whitespace().nth(1) == Some("0")),
+        "{du}"
+    );
+    let run = rbuild()
+        .arg("--root")
+        .arg(&p.root)
+        .args(["run", "test/pruned:1"])
+        .output()
+        .expect("run");
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "built\n");
+}

@@ -10,6 +10,7 @@
 pub mod copy;
 pub mod exec;
 pub mod fsutil;
+pub mod gc;
 pub mod image;
 pub mod index;
 pub mod statcache;
@@ -72,6 +73,8 @@ pub struct LocalWorker {
     cancel: Cancel,
     /// Image references resolved in this build (so a tag is read once per build).
     resolved: Mutex<BTreeMap<String, image::ResolvedImage>>,
+    /// Held (shared) for the worker's life: prune waits until no build runs.
+    _gc_lock: gc::BuildLock,
 }
 
 fn io_err(what: &str) -> impl Fn(std::io::Error) -> WorkerError + '_ {
@@ -85,6 +88,7 @@ impl LocalWorker {
         options: WorkerOptions,
     ) -> Result<LocalWorker, WorkerError> {
         let e = |x: &dyn std::fmt::Display| WorkerError::new(x.to_string());
+        let gc_lock = gc::build_lock(state_root).map_err(|x| e(&x))?;
         Ok(LocalWorker {
             root: state_root.to_path_buf(),
             content: ContentStore::open(state_root).map_err(|x| e(&x))?,
@@ -98,6 +102,7 @@ impl LocalWorker {
             options,
             cancel: Cancel::new().map_err(|x| e(&x))?,
             resolved: Mutex::new(BTreeMap::new()),
+            _gc_lock: gc_lock,
         })
     }
 

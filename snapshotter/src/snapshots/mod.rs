@@ -245,6 +245,42 @@ impl Snapshotter {
         self.commit(view, id, parent)
     }
 
+    /// Every committed snapshot.
+    pub fn list(&self) -> Result<Vec<SnapshotId>, SnapshotError> {
+        let entries = fs::read_dir(&self.committed).map_err(io_err("read", &self.committed))?;
+        Ok(entries
+            .flatten()
+            .filter_map(|e| SnapshotId::new(e.file_name().to_string_lossy().into_owned()).ok())
+            .filter(|id| self.exists(id))
+            .collect())
+    }
+
+    /// Removes what crashed processes left under `active/`: views and half-made commits whose
+    /// owner (the pid in the name) is gone. Returns how many were removed.
+    pub fn remove_stale(&self) -> Result<usize, SnapshotError> {
+        let entries = fs::read_dir(&self.active).map_err(io_err("read", &self.active))?;
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            if Path::new("/proc").join(pid.to_string()).exists() {
+                continue;
+            }
+            let path = entry.path();
+            // A view of a dead process may still be mounted (if it ran outside a private mount
+            // namespace): detach what is below it, then remove without crossing mounts.
+            for target in mounts_below(&path) {
+                let _ =
+                    rustix::mount::unmount(target.as_str(), rustix::mount::UnmountFlags::DETACH);
+            }
+            crate::apply::remove_tree(&path).map_err(io_err("remove", &path))?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
     /// Deletes a committed snapshot. Callers (GC) make sure nothing uses it.
     pub fn remove(&self, id: &SnapshotId) -> Result<bool, SnapshotError> {
         let dir = self.dir(id);
@@ -258,6 +294,20 @@ impl Snapshotter {
         crate::apply::remove_tree(&doomed).map_err(io_err("remove", &doomed))?;
         Ok(true)
     }
+}
+
+/// Mount points at or below `dir`, deepest first.
+fn mounts_below(dir: &Path) -> Vec<String> {
+    let prefix = dir.to_string_lossy().into_owned();
+    let mut targets: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|t| t.starts_with(&prefix))
+        .map(str::to_string)
+        .collect();
+    targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+    targets
 }
 
 fn sync_dir(dir: &Path) -> Result<(), SnapshotError> {

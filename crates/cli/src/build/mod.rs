@@ -94,8 +94,9 @@ fn read_inputs(args: &BuildArgs, root: &Path) -> Result<Inputs> {
     })
 }
 
-/// The build's source date: `SOURCE_DATE_EPOCH` (environment, then build arg), else the last
-/// commit time of the context when it is a git work tree, else 0. `--timestamp=now`: none.
+/// The build's source date: `SOURCE_DATE_EPOCH` (environment, then build arg), else the time of
+/// the last commit touching the context when it is in a git work tree, else 0.
+/// `--timestamp=now`: none (times are the build's).
 fn source_date(
     args: &BuildArgs,
     build_args: &BTreeMap<String, String>,
@@ -121,7 +122,7 @@ fn source_date(
     let git = std::process::Command::new("git")
         .args(["-C"])
         .arg(context)
-        .args(["log", "-1", "--format=%ct"])
+        .args(["log", "-1", "--format=%ct", "--", "."])
         .stderr(std::process::Stdio::null())
         .output();
     if let Ok(out) = git {
@@ -134,7 +135,7 @@ fn source_date(
     Ok(Some(0))
 }
 
-fn parse_size(text: &str) -> Result<u64> {
+pub fn parse_size(text: &str) -> Result<u64> {
     let lower = text.trim().to_ascii_lowercase();
     let (digits, unit) = lower.split_at(
         lower

@@ -1,0 +1,299 @@
+//! Disk usage and pruning of a state root.
+//!
+//! Locking: every build holds `locks/gc.lock` shared for its whole life ([`BuildLock`]); prune
+//! holds it exclusive, so it never deletes what a running build uses and builds never wait on
+//! each other.
+//!
+//! What prune keeps: the cache entries it does not select (by `--all`, `--filter until=`,
+//! `--keep-storage`, oldest first), every snapshot such an entry reaches through its parents,
+//! every blob an image record of the local store names (manifest, config, layers) or a kept
+//! snapshot's memoised layer names. Everything else of the cache goes: unselected snapshots
+//! (base-image layers are unpacked again from their blobs when needed), unreferenced blobs,
+//! views and ingest files of dead processes, and with `--all` the cache-mount directories.
+
+use std::collections::HashSet;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rbuild_digest::Digest;
+use rbuild_snapshotter::content::ContentStore;
+use rbuild_snapshotter::images::ImageStore;
+use rbuild_snapshotter::snapshots::{SnapshotId, Snapshotter};
+use rustix::fs::FlockOperation;
+
+use crate::index::CacheIndex;
+
+/// A held GC lock (shared for builds, exclusive for prune); released on drop.
+#[derive(Debug)]
+pub struct BuildLock {
+    _fd: OwnedFd,
+}
+
+fn lock(state_root: &Path, operation: FlockOperation) -> std::io::Result<BuildLock> {
+    let dir = state_root.join("locks");
+    std::fs::create_dir_all(&dir)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("gc.lock"))?;
+    let fd = OwnedFd::from(file);
+    rustix::fs::flock(&fd, operation)?;
+    Ok(BuildLock { _fd: fd })
+}
+
+/// The lock a build holds while it runs.
+pub fn build_lock(state_root: &Path) -> std::io::Result<BuildLock> {
+    lock(state_root, FlockOperation::LockShared)
+}
+
+/// Prune's lock: `Ok(None)` when a build holds the lock and `wait` is false.
+pub fn prune_lock(state_root: &Path, wait: bool) -> std::io::Result<Option<BuildLock>> {
+    let op = if wait {
+        FlockOperation::LockExclusive
+    } else {
+        FlockOperation::NonBlockingLockExclusive
+    };
+    match lock(state_root, op) {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Bytes a directory tree takes on disk (allocated blocks), not crossing into other devices.
+pub fn disk_usage(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    let mut total = meta.blocks() * 512;
+    if meta.is_dir() {
+        if let Ok(entries) = std::fs::read_dir(path) {
+            for entry in entries.flatten() {
+                if entry.metadata().is_ok_and(|m| m.dev() == meta.dev())
+                    || entry.file_type().is_ok_and(|t| t.is_symlink())
+                {
+                    total += disk_usage(&entry.path());
+                }
+            }
+        }
+    }
+    total
+}
+
+/// What `rbuild du` shows.
+#[derive(Debug, Default)]
+pub struct Usage {
+    pub cache_entries: usize,
+    pub snapshots: usize,
+    pub snapshot_bytes: u64,
+    pub blobs: usize,
+    pub blob_bytes: u64,
+    pub cache_mount_bytes: u64,
+    pub images: usize,
+}
+
+pub fn usage(state_root: &Path) -> Result<Usage, String> {
+    let snapshots = Snapshotter::open(state_root).map_err(|e| e.to_string())?;
+    let content = ContentStore::open(state_root).map_err(|e| e.to_string())?;
+    let images = ImageStore::open(state_root).map_err(|e| e.to_string())?;
+    let ids = snapshots.list().map_err(|e| e.to_string())?;
+    let blobs = content.list().map_err(|e| e.to_string())?;
+    Ok(Usage {
+        cache_entries: CacheIndex::open(state_root).entries().len(),
+        snapshots: ids.len(),
+        snapshot_bytes: ids
+            .iter()
+            .map(|id| disk_usage(&snapshots.layer_dir(id)))
+            .sum(),
+        blobs: blobs.len(),
+        blob_bytes: blobs.iter().map(|b| b.size).sum(),
+        cache_mount_bytes: disk_usage(&state_root.join("cache-mounts-v1")),
+        images: images.list().map(|l| l.len()).unwrap_or(0),
+    })
+}
+
+/// What to prune.
+#[derive(Debug, Clone, Default)]
+pub struct PruneOptions {
+    /// Every cache entry and the cache mounts.
+    pub all: bool,
+    /// Only cache entries older than this.
+    pub older_than: Option<Duration>,
+    /// Delete the oldest entries until the kept snapshots take at most this many bytes.
+    pub keep_storage: Option<u64>,
+}
+
+/// What prune removed.
+#[derive(Debug, Default)]
+pub struct PruneReport {
+    pub entries: usize,
+    pub snapshots: usize,
+    pub blobs: usize,
+    pub bytes: u64,
+    pub stale: usize,
+}
+
+fn snapshot_chain(snapshots: &Snapshotter, id: SnapshotId, into: &mut HashSet<String>) {
+    let mut next = Some(id);
+    while let Some(id) = next {
+        if !into.insert(id.as_str().to_string()) {
+            return;
+        }
+        next = snapshots.parent(&id).ok().flatten();
+    }
+}
+
+/// Prunes the state root; the caller holds [`prune_lock`].
+pub fn prune(
+    state_root: &Path,
+    options: &PruneOptions,
+    _lock: &BuildLock,
+) -> Result<PruneReport, String> {
+    let snapshots = Snapshotter::open(state_root).map_err(|e| e.to_string())?;
+    let content = ContentStore::open(state_root).map_err(|e| e.to_string())?;
+    let images = ImageStore::open(state_root).map_err(|e| e.to_string())?;
+    let index = CacheIndex::open(state_root);
+    let mut report = PruneReport {
+        stale: snapshots.remove_stale().map_err(|e| e.to_string())?,
+        ..PruneReport::default()
+    };
+    let _ = content.clean_ingest(Duration::from_secs(3600));
+
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut entries = index.entries();
+    entries.sort_by_key(|(_, e)| std::cmp::Reverse(e.created));
+    let mut kept = Vec::new();
+    for (key, entry) in entries {
+        let selected = options.all
+            || options
+                .older_than
+                .is_some_and(|age| now.saturating_sub(entry.created) > age.as_secs());
+        if selected {
+            index.remove(&key);
+            report.entries += 1;
+        } else {
+            kept.push((key, entry));
+        }
+    }
+    if let Some(limit) = options.keep_storage {
+        // Newest first; once the budget is spent, the older entries go.
+        let mut used = 0u64;
+        let mut budgeted = HashSet::new();
+        let mut still = Vec::new();
+        for (key, entry) in kept {
+            let mut chain = HashSet::new();
+            if let Some(id) = entry
+                .snapshot
+                .as_ref()
+                .and_then(|s| SnapshotId::new(s.clone()).ok())
+            {
+                snapshot_chain(&snapshots, id, &mut chain);
+            }
+            let extra: u64 = chain
+                .iter()
+                .filter(|id| !budgeted.contains(*id))
+                .filter_map(|id| SnapshotId::new(id.clone()).ok())
+                .map(|id| disk_usage(&snapshots.layer_dir(&id)))
+                .sum();
+            if used + extra <= limit {
+                used += extra;
+                budgeted.extend(chain);
+                still.push((key, entry));
+            } else {
+                index.remove(&key);
+                report.entries += 1;
+            }
+        }
+        kept = still;
+    }
+
+    let mut keep_snapshots = HashSet::new();
+    for (_, entry) in &kept {
+        if let Some(id) = entry
+            .snapshot
+            .as_ref()
+            .and_then(|s| SnapshotId::new(s.clone()).ok())
+        {
+            snapshot_chain(&snapshots, id, &mut keep_snapshots);
+        }
+    }
+    let mut keep_blobs: HashSet<String> = HashSet::new();
+    for record in images.list().map_err(|e| e.to_string())? {
+        keep_blobs.insert(record.manifest.to_string());
+        keep_blobs.insert(record.config.to_string());
+        if let Ok(bytes) = std::fs::read(content.blob_path(&record.manifest)) {
+            if let Ok((config, layers)) = rbuild_oci::import::parse_manifest(&bytes) {
+                keep_blobs.insert(config.digest.to_string());
+                keep_blobs.extend(layers.iter().map(|l| l.digest.to_string()));
+            }
+        }
+    }
+    for id in snapshots.list().map_err(|e| e.to_string())? {
+        if keep_snapshots.contains(id.as_str()) {
+            let dir = snapshots.layer_dir(&id);
+            for memo in memo_blobs(dir.parent().unwrap_or(Path::new("/"))) {
+                keep_blobs.insert(memo);
+            }
+            continue;
+        }
+        report.bytes += disk_usage(&snapshots.layer_dir(&id));
+        if snapshots.remove(&id).map_err(|e| e.to_string())? {
+            report.snapshots += 1;
+        }
+    }
+    for blob in content.list().map_err(|e| e.to_string())? {
+        if !keep_blobs.contains(&blob.digest.to_string())
+            && content.delete(&blob.digest).map_err(|e| e.to_string())?
+        {
+            report.blobs += 1;
+            report.bytes += blob.size;
+        }
+    }
+    if options.all {
+        report.bytes += remove_cache_mounts(&state_root.join("cache-mounts-v1"));
+    }
+    Ok(report)
+}
+
+/// Blob digests named by the layer memos of a snapshot directory.
+fn memo_blobs(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("layer-"))
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .filter_map(|v| v["digest"].as_str().map(str::to_string))
+        .filter(|d| d.parse::<Digest>().is_ok())
+        .collect()
+}
+
+/// Removes every cache-mount instance no step holds (an instance in use keeps its lock).
+fn remove_cache_mounts(dir: &Path) -> u64 {
+    let mut freed = 0;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    for entry in entries.flatten() {
+        let path: PathBuf = entry.path();
+        let Ok(file) = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path.join(".lock"))
+        else {
+            continue;
+        };
+        let fd = OwnedFd::from(file);
+        if rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
+            freed += disk_usage(&path);
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+    freed
+}
