@@ -9,7 +9,8 @@
 //! 2. the cache key from the op, the inputs' keys and that content ([`key`]);
 //! 3. `worker.lookup(key)`: a hit reuses the result (unless `--no-cache` or the stage is in
 //!    `--no-cache-filter`); a miss is explained against the parts the same step had last time,
-//!    then `worker.execute` runs it (at most `jobs` at once).
+//!    then `worker.execute` runs it (`--jobs` at once; by default RUN steps unbounded and
+//!    rbuild's own CPU-bound ops one per core).
 //!
 //! Scheduling ([`solve`]): every vertex is a shared future that awaits its inputs' futures, so a
 //! vertex starts as soon as its own inputs are done, independent stages run concurrently, and a

@@ -19,8 +19,12 @@ pub struct SolveOptions {
     pub no_cache: bool,
     /// `--no-cache-filter`: stage indexes whose ops always run.
     pub no_cache_stages: BTreeSet<usize>,
-    /// Ops executing at once (`--jobs`).
-    pub jobs: usize,
+    /// `--jobs`: ops executing at once, whatever their kind. `None`: RUN steps (which mostly
+    /// wait on their own processes) are not bounded by rbuild, and its own CPU-bound ops
+    /// (copying, checksums) run at most `cpu_slots` at once.
+    pub jobs: Option<usize>,
+    /// The number of cores, for rbuild's CPU-bound ops when `jobs` is not given.
+    pub cpu_slots: usize,
 }
 
 /// The target's result and key.
@@ -50,7 +54,9 @@ struct Shared_<W: Worker> {
     worker: Arc<W>,
     reporter: Arc<dyn Reporter>,
     options: SolveOptions,
-    slots: Semaphore,
+    /// Permits for RUN steps and for everything else (one semaphore when `--jobs` is given).
+    exec_slots: Arc<Semaphore>,
+    cpu_slots: Arc<Semaphore>,
     next_number: AtomicUsize,
     executed: AtomicUsize,
     cached: AtomicUsize,
@@ -70,8 +76,19 @@ pub async fn solve<W: Worker>(
             error: WorkerError::new("the build has no target"),
         });
     };
+    let (exec_slots, cpu_slots) = match options.jobs {
+        Some(jobs) => {
+            let one = Arc::new(Semaphore::new(jobs.max(1)));
+            (one.clone(), one)
+        }
+        None => (
+            Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)),
+            Arc::new(Semaphore::new(options.cpu_slots.max(1))),
+        ),
+    };
     let state = Arc::new(Shared_ {
-        slots: Semaphore::new(options.jobs.max(1)),
+        exec_slots,
+        cpu_slots,
         definition: definition.clone(),
         worker: worker.clone(),
         reporter,
@@ -212,8 +229,12 @@ async fn solve_vertex<W: Worker>(
         });
     }
 
-    let _permit = state
-        .slots
+    let slots = if matches!(vertex.op, Op::Exec(_)) {
+        &state.exec_slots
+    } else {
+        &state.cpu_slots
+    };
+    let _permit = slots
         .acquire()
         .await
         .map_err(|_| fail(WorkerError::cancelled()))?;

@@ -103,7 +103,8 @@ pub struct BuildArgs {
     /// Print only the image ID.
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Steps run at once (default: the number of cores).
+    /// Steps run at once (default: RUN steps unbounded, rbuild's own copying and hashing at
+    /// most one per core).
     #[arg(long)]
     pub jobs: Option<usize>,
     /// `SOURCE_DATE_EPOCH`-style clamp (default) or `now` for the current time.

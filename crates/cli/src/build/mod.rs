@@ -350,9 +350,8 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
     let solve_options = SolveOptions {
         no_cache: args.no_cache,
         no_cache_stages,
-        jobs: args
-            .jobs
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        jobs: args.jobs,
+        cpu_slots: std::thread::available_parallelism().map_or(2, |n| n.get()),
     };
 
     let worker = Arc::new(worker);
@@ -456,6 +455,9 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
         .iter()
         .map(|o| rbuild_exporter::output::parse_output(o).map_err(|e| anyhow!("{e}")))
         .collect::<Result<Vec<_>>>()?;
+    // Layers are compressed for image outputs (gzip unless `compression=` says otherwise); an
+    // image only named into the local store keeps plain tar layers: hashing them costs a tenth
+    // of compressing them, and `rbuild save`/`docker load` read them as they are.
     let compression = outputs
         .iter()
         .find(|o| {
@@ -465,7 +467,7 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
                     | rbuild_exporter::output::OutputKind::Docker
             )
         })
-        .map_or(Compression::Gzip { level: 6 }, |o| o.compression);
+        .map_or(Compression::Uncompressed, |o| o.compression);
     let mut known = HashMap::new();
     for reference in image_refs(&plan) {
         if let Ok(image) = worker.resolve_image(&reference) {
