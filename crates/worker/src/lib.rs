@@ -73,6 +73,8 @@ pub struct LocalWorker {
     cancel: Cancel,
     /// Image references resolved in this build (so a tag is read once per build).
     resolved: Mutex<BTreeMap<String, image::ResolvedImage>>,
+    /// Context selections made for a COPY's key, reused when the COPY runs (by vertex digest).
+    selections: Mutex<BTreeMap<String, std::sync::Arc<Vec<copy::select::Selected>>>>,
     /// Held (shared) for the worker's life: prune waits until no build runs.
     _gc_lock: gc::BuildLock,
 }
@@ -102,6 +104,7 @@ impl LocalWorker {
             options,
             cancel: Cancel::new().map_err(|x| e(&x))?,
             resolved: Mutex::new(BTreeMap::new()),
+            selections: Mutex::new(BTreeMap::new()),
             _gc_lock: gc_lock,
         })
     }
@@ -293,7 +296,18 @@ impl LocalWorker {
             Some(spec) => Some(fsutil::resolve_owner(view.root(), spec)?),
             None => None,
         };
-        let (selected, is_context) = self.select(op, &inputs[op.input], &mut views)?;
+        let memo = self
+            .selections
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(&vertex.digest));
+        let (selected, is_context) = match memo {
+            Some(selected) => (selected, true),
+            None => {
+                let (selected, is_context) = self.select(op, &inputs[op.input], &mut views)?;
+                (std::sync::Arc::new(selected), is_context)
+            }
+        };
         let any_wildcard = selected.iter().any(|s| s.wildcard);
         let mut options = copy::write::WriteOptions {
             dest: dest.clone(),
@@ -475,7 +489,15 @@ impl Worker for LocalWorker {
             Op::Copy(op) => {
                 let mut views = Vec::new();
                 let (selected, is_context) = self.select(op, &inputs[op.input], &mut views)?;
-                copy::checksum::content_parts(&selected, is_context, &self.stat_cache)
+                let parts = copy::checksum::content_parts(&selected, is_context, &self.stat_cache)?;
+                // A context selection stays valid (its paths are the context's): keep it for
+                // the copy itself. A stage's is read through a view that ends here.
+                if is_context {
+                    if let Ok(mut memo) = self.selections.lock() {
+                        memo.insert(vertex.digest.clone(), std::sync::Arc::new(selected));
+                    }
+                }
+                Ok(parts)
             }
             _ => Ok(BTreeMap::new()),
         }

@@ -176,7 +176,14 @@ impl ContentStore {
 
     /// Starts a streaming write; see [`BlobWriter`].
     pub fn writer(&self) -> Result<BlobWriter, ContentError> {
-        BlobWriter::create(&self.ingest_dir, &self.blobs_dir)
+        BlobWriter::create(&self.ingest_dir, &self.blobs_dir, true)
+    }
+
+    /// A streaming write whose digest the caller computes over the very bytes it writes (the
+    /// layer writer hashes its output in the same pass): the store does not hash them again,
+    /// and [`BlobWriter::commit`] then needs the digest and size, and checks the size.
+    pub fn writer_for_computed(&self) -> Result<BlobWriter, ContentError> {
+        BlobWriter::create(&self.ingest_dir, &self.blobs_dir, false)
     }
 
     /// Stores `bytes` (if not stored already) and returns their descriptor.

@@ -25,14 +25,21 @@ const BUFFER_SIZE: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct BlobWriter {
     out: BufWriter<NamedTempFile>,
-    digester: Digester,
+    /// `None` for a writer whose caller computes the digest of the same bytes itself (see
+    /// [`BlobWriter::commit_computed`]).
+    digester: Option<Digester>,
+    written: u64,
     blobs_dir: PathBuf,
 }
 
 impl BlobWriter {
     /// Creates the temporary file: `<ingest>/<pid>-<random>`, opened with `O_CREAT|O_EXCL`, so no
     /// two writers, in this process or another, ever share one.
-    pub(super) fn create(ingest_dir: &Path, blobs_dir: &Path) -> Result<BlobWriter, ContentError> {
+    pub(super) fn create(
+        ingest_dir: &Path,
+        blobs_dir: &Path,
+        hash: bool,
+    ) -> Result<BlobWriter, ContentError> {
         let prefix = format!("{}-", std::process::id());
         let temp = tempfile::Builder::new()
             .prefix(&prefix)
@@ -40,14 +47,15 @@ impl BlobWriter {
             .map_err(|e| ContentError::io("create a temporary file in", ingest_dir, e))?;
         Ok(BlobWriter {
             out: BufWriter::with_capacity(BUFFER_SIZE, temp),
-            digester: Digester::new(),
+            digester: hash.then(Digester::new),
+            written: 0,
             blobs_dir: blobs_dir.to_path_buf(),
         })
     }
 
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
-        self.digester.len()
+        self.written
     }
 
     /// The temporary file in `ingest/` (for error messages and diagnostics).
@@ -73,8 +81,27 @@ impl BlobWriter {
         let BlobWriter {
             out,
             digester,
+            written,
             blobs_dir,
         } = self;
+        // A writer made by `writer_for_computed` has no digester: its caller names the blob.
+        let Some(digester) = digester else {
+            let (Some(digest), Some(size)) = (expected, expected_size) else {
+                return Err(ContentError::io(
+                    "commit without a digest",
+                    out.get_ref().path(),
+                    io::Error::other("a writer for a computed digest needs the digest and size"),
+                ));
+            };
+            if size != written {
+                return Err(ContentError::SizeMismatch {
+                    digest: digest.clone(),
+                    expected: size,
+                    actual: written,
+                });
+            }
+            return finish(out, blobs_dir, digest.clone(), size);
+        };
         let temp_path = out.get_ref().path().to_path_buf();
         // On error the `IntoInnerError` (and with it the temporary file) is dropped: removed.
         let temp = out
@@ -98,18 +125,43 @@ impl BlobWriter {
                 });
             }
         }
-        let file = temp.as_file();
-        file.set_permissions(Permissions::from_mode(BLOB_MODE))
-            .map_err(|e| ContentError::io("make read-only", &temp_path, e))?;
-        // Data and inode reach the disk before the name does (see the module docs).
-        file.sync_all()
-            .map_err(|e| ContentError::io("fsync", &temp_path, e))?;
-        let dest = blobs_dir.join(digest.hex());
-        persist(temp, &temp_path, &dest, &digest, size)?;
-        // The new name (or a racing writer's, which we now rely on) becomes durable.
-        sync_dir(&blobs_dir)?;
-        Ok(Descriptor { digest, size })
+        finish_temp(temp, &temp_path, blobs_dir, digest, size)
     }
+}
+
+/// Flushes a writer's buffer, then [`finish_temp`].
+fn finish(
+    out: BufWriter<NamedTempFile>,
+    blobs_dir: PathBuf,
+    digest: Digest,
+    size: u64,
+) -> Result<Descriptor, ContentError> {
+    let temp_path = out.get_ref().path().to_path_buf();
+    let temp = out
+        .into_inner()
+        .map_err(|e| ContentError::io("write", &temp_path, e.into_error()))?;
+    finish_temp(temp, &temp_path, blobs_dir, digest, size)
+}
+
+/// Read-only, fsync, rename to `sha256/<hex>` (never replacing), fsync the directory.
+fn finish_temp(
+    temp: NamedTempFile,
+    temp_path: &Path,
+    blobs_dir: PathBuf,
+    digest: Digest,
+    size: u64,
+) -> Result<Descriptor, ContentError> {
+    let file = temp.as_file();
+    file.set_permissions(Permissions::from_mode(BLOB_MODE))
+        .map_err(|e| ContentError::io("make read-only", temp_path, e))?;
+    // Data and inode reach the disk before the name does (see the module docs).
+    file.sync_all()
+        .map_err(|e| ContentError::io("fsync", temp_path, e))?;
+    let dest = blobs_dir.join(digest.hex());
+    persist(temp, temp_path, &dest, &digest, size)?;
+    // The new name (or a racing writer's, which we now rely on) becomes durable.
+    sync_dir(&blobs_dir)?;
+    Ok(Descriptor { digest, size })
 }
 
 /// Renames `temp` to `dest` unless `dest` exists (`renameat2(RENAME_NOREPLACE)`, or
@@ -156,7 +208,10 @@ impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.out.write(buf)?;
         // `n <= buf.len()` by the `Write` contract; `get` keeps a broken writer from panicking.
-        self.digester.update(buf.get(..n).unwrap_or(buf));
+        if let Some(digester) = &mut self.digester {
+            digester.update(buf.get(..n).unwrap_or(buf));
+        }
+        self.written += n as u64;
         Ok(n)
     }
 

@@ -110,7 +110,10 @@ fn step_layer(
             }
         }
     }
-    let mut writer = content.writer().context("Failed to start a layer blob")?;
+    // The layer writer hashes exactly the bytes it writes: the store need not hash them again.
+    let mut writer = content
+        .writer_for_computed()
+        .context("Failed to start a layer blob")?;
     let options = LayerOptions {
         compression,
         source_date_epoch: epoch,

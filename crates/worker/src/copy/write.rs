@@ -58,9 +58,9 @@ pub fn write(
             // The destination directory itself takes the source directory's metadata only when
             // this copy created it.
             if !dest_exists_as_dir {
-                set_metadata(&dir, None, &top.meta, options, false)?;
+                set_metadata(&dir, &top.meta, options, false)?;
             }
-            copy_tree(&dir, &selection.entries[1..], options)?;
+            copy_tree(&dir, !dest_exists_as_dir, &selection.entries[1..], options)?;
             continue;
         }
         let (parent, name) = if options.dest_is_dir || dest_exists_as_dir {
@@ -87,29 +87,91 @@ pub fn write(
                 continue;
             }
         }
+        let parent = dir_info(parent, false);
         copy_entry(&parent, &cstr(&name)?, top, options)?;
     }
     Ok(())
 }
 
-/// Copies entries (parents before children, paths relative to the copied directory) below `dir`.
-fn copy_tree(dir: &OwnedFd, entries: &[Entry], options: &WriteOptions) -> Result<(), WorkerError> {
-    let mut dirs: HashMap<String, OwnedFd> = HashMap::new();
+/// A directory of the copy: its descriptor, whether this copy made it (then nothing in it can
+/// exist yet), and whether it is setgid (new entries then take its group).
+struct DirInfo {
+    fd: OwnedFd,
+    fresh: bool,
+    setgid: bool,
+}
+
+fn dir_info(fd: OwnedFd, fresh: bool) -> DirInfo {
+    let setgid = rustix::fs::fstat(&fd).is_ok_and(|s| s.st_mode & 0o2000 != 0);
+    DirInfo { fd, fresh, setgid }
+}
+
+/// Copies entries (parents before children, paths relative to the copied directory) below `dir`:
+/// directories first, in order; then every other entry, spread over the cores; then the
+/// directories' metadata, children first, so their mtimes stay as copied.
+fn copy_tree(
+    dir: &OwnedFd,
+    fresh: bool,
+    entries: &[Entry],
+    options: &WriteOptions,
+) -> Result<(), WorkerError> {
+    let root = rustix::io::fcntl_dupfd_cloexec(dir, 0)
+        .map_err(|e| WorkerError::new(format!("copy: {e}")))?;
+    let mut dirs: HashMap<&str, DirInfo> = HashMap::new();
+    dirs.insert("", dir_info(root, fresh));
+    let mut made_dirs: Vec<&Entry> = Vec::new();
+    let mut others: Vec<&Entry> = Vec::new();
     for entry in entries {
         let (parent_rel, name) = entry.rel.rsplit_once('/').unwrap_or(("", &entry.rel));
-        let parent = if parent_rel.is_empty() {
-            dir
-        } else {
-            dirs.get(parent_rel).ok_or_else(|| {
-                WorkerError::new(format!("copy: parent of `{}` missing", entry.rel))
-            })?
-        };
+        if !entry.meta.is_dir() {
+            others.push(entry);
+            continue;
+        }
+        let parent = dirs
+            .get(parent_rel)
+            .ok_or_else(|| WorkerError::new(format!("copy: parent of `{}` missing", entry.rel)))?;
         let name = cstr(name)?;
-        if let Some(fd) = copy_entry(parent, &name, entry, options)? {
-            dirs.insert(entry.rel.clone(), fd);
+        let (fd, fresh) = make_dir(parent, &name)?;
+        dirs.insert(entry.rel.as_str(), dir_info(fd, fresh));
+        made_dirs.push(entry);
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(others.len().max(1));
+    let chunk = others.len().div_ceil(threads).max(1);
+    let dirs_ref = &dirs;
+    let results: Vec<Result<(), WorkerError>> = std::thread::scope(|scope| {
+        others
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    for entry in part {
+                        let (parent_rel, name) =
+                            entry.rel.rsplit_once('/').unwrap_or(("", &entry.rel));
+                        let parent = dirs_ref.get(parent_rel).ok_or_else(|| {
+                            WorkerError::new(format!("copy: parent of `{}` missing", entry.rel))
+                        })?;
+                        copy_entry(parent, &cstr(name)?, entry, options)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(WorkerError::new("copy: a thread panicked")))
+            })
+            .collect()
+    });
+    for result in results {
+        result?;
+    }
+    for entry in made_dirs.iter().rev() {
+        if let Some(info) = dirs.get(entry.rel.as_str()) {
+            set_metadata(&info.fd, &entry.meta, options, true)?;
         }
     }
-    // Directory metadata last-but-mtime: set after their contents are written.
     Ok(())
 }
 
@@ -120,73 +182,123 @@ fn fail(what: &str, name: &CString, e: impl std::fmt::Display) -> WorkerError {
     ))
 }
 
-/// Creates one entry named `name` in `parent`; returns the directory's descriptor for dirs.
+/// Makes (or reuses) directory `name` in `parent`; returns it and whether it is new.
+fn make_dir(parent: &DirInfo, name: &CString) -> Result<(OwnedFd, bool), WorkerError> {
+    let existing = if parent.fresh {
+        None
+    } else {
+        rustix::fs::statat(&parent.fd, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW).ok()
+    };
+    let is_dir = existing
+        .as_ref()
+        .is_some_and(|s| s.st_mode & 0o170000 == 0o040000);
+    if existing.is_some() && !is_dir {
+        remove_entry(&parent.fd, name).map_err(|e| fail("replace", name, e))?;
+    }
+    if !is_dir {
+        rustix::fs::mkdirat(&parent.fd, name.as_c_str(), Mode::from_raw_mode(0o700))
+            .map_err(|e| fail("create", name, e))?;
+    }
+    let fd = rustix::fs::openat(
+        &parent.fd,
+        name.as_c_str(),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| fail("open", name, e))?;
+    Ok((fd, !is_dir))
+}
+
+/// The process umask (read once from /proc: changing it to read it would race other threads).
+fn umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Umask:").map(|v| v.trim().to_string()))
+            })
+            .and_then(|v| u32::from_str_radix(&v, 8).ok())
+            .unwrap_or(0o777)
+    })
+}
+
+/// Creates one non-directory entry named `name` in `parent`.
 fn copy_entry(
-    parent: &OwnedFd,
+    parent: &DirInfo,
     name: &CString,
     entry: &Entry,
     options: &WriteOptions,
-) -> Result<Option<OwnedFd>, WorkerError> {
+) -> Result<(), WorkerError> {
     let meta = &entry.meta;
-    let existing = rustix::fs::statat(parent, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW).ok();
-    let existing_is_dir = existing
-        .as_ref()
-        .is_some_and(|s| s.st_mode & 0o170000 == 0o040000);
-    if existing.is_some() && !(meta.is_dir() && existing_is_dir) {
-        remove_entry(parent, name).map_err(|e| fail("replace", name, e))?;
+    if !parent.fresh
+        && rustix::fs::statat(&parent.fd, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW).is_ok()
+    {
+        remove_entry(&parent.fd, name).map_err(|e| fail("replace", name, e))?;
     }
+    let (uid, gid) = options
+        .chown
+        .map(|o| (o.uid, o.gid))
+        .unwrap_or_else(|| owner_of(meta, options.is_context));
+    // Made by root: owned 0:0 already, unless the directory hands down its group.
+    let needs_chown = (uid, gid) != (0, 0) || parent.setgid;
     let file_type = meta.file_type();
-    if file_type.is_dir() {
-        if !existing_is_dir {
-            rustix::fs::mkdirat(parent, name.as_c_str(), Mode::from_raw_mode(0o700))
-                .map_err(|e| fail("create", name, e))?;
-        }
-        let fd = rustix::fs::openat(
-            parent,
-            name.as_c_str(),
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| fail("open", name, e))?;
-        set_metadata(&fd, None, meta, options, true)?;
-        return Ok(Some(fd));
-    }
     if file_type.is_symlink() {
         let target = entry.link_target.clone().unwrap_or_default();
         let target =
             CString::new(target.as_os_str().as_bytes()).map_err(|e| fail("link", name, e))?;
-        rustix::fs::symlinkat(target.as_c_str(), parent, name.as_c_str())
+        rustix::fs::symlinkat(target.as_c_str(), &parent.fd, name.as_c_str())
             .map_err(|e| fail("create the symlink", name, e))?;
-        let (uid, gid) = options
-            .chown
-            .map(|o| (o.uid, o.gid))
-            .unwrap_or_else(|| owner_of(meta, options.is_context));
-        rustix::fs::chownat(
-            parent,
+        if needs_chown {
+            rustix::fs::chownat(
+                &parent.fd,
+                name.as_c_str(),
+                Some(rustix::process::Uid::from_raw(uid)),
+                Some(rustix::process::Gid::from_raw(gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| fail("chown", name, e))?;
+        }
+        let _ = rustix::fs::utimensat(
+            &parent.fd,
             name.as_c_str(),
-            Some(rustix::process::Uid::from_raw(uid)),
-            Some(rustix::process::Gid::from_raw(gid)),
+            &timestamps(meta),
             AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| fail("chown", name, e))?;
-        let times = timestamps(meta);
-        let _ = rustix::fs::utimensat(parent, name.as_c_str(), &times, AtFlags::SYMLINK_NOFOLLOW);
-        return Ok(None);
+        );
+        return Ok(());
     }
+    let mode = match options.chmod {
+        Some(chmod) => chmod & 0o777,
+        None => meta.mode() & 0o7777,
+    };
     if file_type.is_file() {
         let out = rustix::fs::openat(
-            parent,
+            &parent.fd,
             name.as_c_str(),
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
+            Mode::from_raw_mode(mode & 0o777),
         )
         .map_err(|e| fail("create", name, e))?;
         let mut source = std::fs::File::open(&entry.host).map_err(|e| fail("read", name, e))?;
         let mut out = std::fs::File::from(out);
         std::io::copy(&mut source, &mut out).map_err(|e| fail("write", name, e))?;
         let fd = OwnedFd::from(out);
-        set_metadata(&fd, None, meta, options, true)?;
-        return Ok(None);
+        if needs_chown {
+            rustix::fs::fchown(
+                &fd,
+                Some(rustix::process::Uid::from_raw(uid)),
+                Some(rustix::process::Gid::from_raw(gid)),
+            )
+            .map_err(|e| fail("chown", name, e))?;
+        }
+        // The creation mode was cut by the umask, and chown clears setuid bits: fix up only then.
+        if mode & 0o7000 != 0 || mode & umask() != 0 {
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
+                .map_err(|e| fail("chmod", name, e))?;
+        }
+        let _ = rustix::fs::futimens(&fd, &timestamps(meta));
+        return Ok(());
     }
     // FIFOs, sockets and devices: made again from their type and number.
     use std::os::unix::fs::FileTypeExt;
@@ -200,30 +312,18 @@ fn copy_entry(
         rustix::fs::FileType::Socket
     };
     match rustix::fs::mknodat(
-        parent,
+        &parent.fd,
         name.as_c_str(),
         kind,
         Mode::from_raw_mode(0o600),
         meta.rdev(),
     ) {
         Ok(()) => {}
-        Err(Errno::PERM) => return Ok(None),
+        Err(Errno::PERM) => return Ok(()),
         Err(e) => return Err(fail("create", name, e)),
     }
-    let fd = rustix::fs::openat(
-        parent,
-        name.as_c_str(),
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| fail("open", name, e))?;
-    let _ = fd;
-    let (uid, gid) = options
-        .chown
-        .map(|o| (o.uid, o.gid))
-        .unwrap_or_else(|| owner_of(meta, options.is_context));
     rustix::fs::chownat(
-        parent,
+        &parent.fd,
         name.as_c_str(),
         Some(rustix::process::Uid::from_raw(uid)),
         Some(rustix::process::Gid::from_raw(gid)),
@@ -231,20 +331,19 @@ fn copy_entry(
     )
     .map_err(|e| fail("chown", name, e))?;
     rustix::fs::chmodat(
-        parent,
+        &parent.fd,
         name.as_c_str(),
-        Mode::from_raw_mode(meta.mode() & 0o7777),
+        Mode::from_raw_mode(mode),
         AtFlags::empty(),
     )
     .map_err(|e| fail("chmod", name, e))?;
-    Ok(None)
+    Ok(())
 }
 
 /// Owner, then mode (chown clears setuid bits), then times, on an open file or directory.
 /// `below_dest`: the entry is below the destination, where `--chmod` applies.
 fn set_metadata(
     fd: &OwnedFd,
-    _name: Option<&CString>,
     meta: &std::fs::Metadata,
     options: &WriteOptions,
     below_dest: bool,
