@@ -590,3 +590,31 @@ fn prune_waits_for_running_builds_and_keeps_images_usable() {
         .expect("run");
     assert_eq!(String::from_utf8_lossy(&run.stdout), "built\n");
 }
+
+#[test]
+fn onbuild_triggers_of_the_base_run_after_from_and_are_not_inherited() {
+    let p = Project::new();
+    p.dockerfile(
+        "FROM rbuild-test/busybox:1\nONBUILD RUN echo triggered > /t\nONBUILD COPY f /from-child-context\n",
+    );
+    p.build_ok(&["-t", "test/onbuild-base:1"]);
+    p.dockerfile("FROM test/onbuild-base:1\nRUN cat /t > /seen\n");
+    p.write("f", "child context\n");
+    let meta = p.dir.path().join("meta.json");
+    let (progress, rootfs) = p.build_rootfs(&[
+        "--metadata-file",
+        meta.to_str().expect("utf8"),
+        "-t",
+        "test/onbuild-child:1",
+    ]);
+    assert_eq!(read(&rootfs, "seen"), "triggered\n", "{progress}");
+    assert_eq!(read(&rootfs, "from-child-context"), "child context\n");
+    // The child's config has no OnBuild: `rbuild save` + the config blob would show it; the
+    // simplest check is a grandchild, which must not run the triggers again.
+    p.dockerfile("FROM test/onbuild-child:1\nRUN test ! -e /t2 && echo ok > /grandchild\n");
+    let progress = p.build_ok(&[]);
+    assert!(
+        !progress.contains("echo triggered"),
+        "a grandchild ran the triggers:\n{progress}"
+    );
+}

@@ -59,6 +59,8 @@ pub struct BaseImage {
     pub env: Vec<(String, String)>,
     pub working_dir: String,
     pub user: String,
+    /// The image's ONBUILD triggers: run, in order, right after the FROM that names it.
+    pub onbuild: Vec<String>,
 }
 
 /// Inputs of stage resolution besides the Dockerfile.
@@ -216,6 +218,22 @@ pub fn resolve(ast: &Ast, options: &BuildOptions) -> Result<BuildPlan, Diagnosti
             steps: Vec::new(),
         })
         .collect();
+    // Base images' ONBUILD triggers, parsed once; they run first in the stage.
+    let mut triggers: BTreeMap<usize, Vec<(String, Ast)>> = BTreeMap::new();
+    for &index in &order {
+        let Source::Image { reference } = &headers[index].base else {
+            continue;
+        };
+        let Some(base) = options.base_images.get(reference) else {
+            continue;
+        };
+        let line = headers[index].from.node.start_line;
+        for text in &base.onbuild {
+            let ast =
+                crate::parser::parse(text).map_err(|d| trigger_error(text, line, &d.message))?;
+            triggers.entry(index).or_default().push((text.clone(), ast));
+        }
+    }
     let mut finals: BTreeMap<usize, StepState> = BTreeMap::new();
     for &index in &order {
         let header = &headers[index];
@@ -234,6 +252,47 @@ pub fn resolve(ast: &Ast, options: &BuildOptions) -> Result<BuildPlan, Diagnosti
             consumed: &mut consumed,
         };
         let mut steps = Vec::with_capacity(header.body.len());
+        let from_line = header.from.node.start_line;
+        for (text, ast) in triggers.get(&index).map(Vec::as_slice).unwrap_or_default() {
+            for node in &ast.children {
+                let instruction = parse_instruction(node)
+                    .map_err(|d| trigger_error(text, from_line, &d.message))?;
+                if matches!(
+                    instruction,
+                    Instruction::From(_)
+                        | Instruction::Onbuild { .. }
+                        | Instruction::Maintainer { .. }
+                ) {
+                    return Err(trigger_error(
+                        text,
+                        from_line,
+                        "FROM, ONBUILD and MAINTAINER are not allowed as ONBUILD triggers",
+                    ));
+                }
+                let copy_source = match &instruction {
+                    Instruction::Copy(copy) => match &copy.from {
+                        Some(raw) => match stage_ref(raw, index, &names) {
+                            Ok(source @ (Source::Image { .. } | Source::Context)) => Some(source),
+                            _ => {
+                                return Err(trigger_error(
+                                    text,
+                                    from_line,
+                                    "an ONBUILD COPY --from can only name an image",
+                                ))
+                            }
+                        },
+                        None => None,
+                    },
+                    _ => None,
+                };
+                let mut step = ctx
+                    .step(node, &instruction, copy_source)
+                    .map_err(|d| trigger_error(text, from_line, &d.message))?;
+                step.line = from_line;
+                step.end_line = from_line;
+                steps.push(step);
+            }
+        }
         for (p, from) in header.body.iter().zip(&copy_froms[index]) {
             steps.push(ctx.step(p.node, &p.instruction, from.clone())?);
         }
@@ -260,6 +319,18 @@ pub fn resolve(ast: &Ast, options: &BuildOptions) -> Result<BuildPlan, Diagnosti
         proxy_env,
         warnings,
     })
+}
+
+/// An error in a base image's ONBUILD trigger, located at the FROM that ran it.
+fn trigger_error(trigger: &str, from_line: usize, message: &str) -> Diagnostic {
+    Diagnostic::new(
+        format!("ONBUILD trigger `{trigger}` of the base image: {message}"),
+        Position {
+            line: from_line,
+            column: 1,
+        },
+        0,
+    )
 }
 
 type Groups<'a> = Vec<(&'a Parsed<'a>, Vec<&'a Parsed<'a>>)>;

@@ -65,6 +65,8 @@ impl ImageConfig {
             layer_steps: 0,
             cmd_set: false,
         };
+        // The base's ONBUILD triggers ran in this build: they are not handed down.
+        config.runtime().remove("OnBuild");
         let env = config.env();
         if !env.iter().any(|e| e.starts_with("PATH=")) {
             let mut with_path = vec![format!("PATH={DEFAULT_PATH}")];

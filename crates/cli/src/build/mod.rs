@@ -244,6 +244,14 @@ fn base_image(config: &[u8]) -> BaseImage {
             .unwrap_or_default()
             .to_string(),
         user: runtime["User"].as_str().unwrap_or_default().to_string(),
+        onbuild: runtime["OnBuild"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 
