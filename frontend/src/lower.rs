@@ -14,6 +14,16 @@ use crate::diagnostic::{Diagnostic, Position};
 use crate::instructions::{CacheSharing, Instruction, MountType, NetworkMode, SecurityMode};
 use crate::stages::{BuildPlan, Source, Stage, Step, StepState};
 
+/// What a `--build-context NAME=VALUE` makes of a name used in FROM, `COPY --from` or
+/// `RUN --mount from=` (it wins over an image of that name, not over a stage).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// A local directory: a build context of its own; `FROM NAME` starts from its files.
+    Local,
+    /// `docker-image://REF`: the name stands for another image reference.
+    Image(String),
+}
+
 /// The lowered build.
 #[derive(Debug, Clone)]
 pub struct Lowered {
@@ -22,15 +32,21 @@ pub struct Lowered {
     pub stage_outputs: BTreeMap<usize, VertexId>,
 }
 
-/// Lowers `plan`; `global_network` is `--network` (a RUN's own `--network` wins).
-pub fn lower(plan: &BuildPlan, global_network: &str) -> Result<Lowered, Diagnostic> {
+/// Lowers `plan`; `global_network` is `--network` (a RUN's own `--network` wins); `named` are
+/// the `--build-context`s.
+pub fn lower(
+    plan: &BuildPlan,
+    global_network: &str,
+    named: &BTreeMap<String, NamedContext>,
+) -> Result<Lowered, Diagnostic> {
     let mut lowering = Lowering {
         definition: Definition::default(),
         outputs: BTreeMap::new(),
         images: BTreeMap::new(),
-        context: None,
+        contexts: BTreeMap::new(),
         global_network,
         plan,
+        named,
     };
     for &index in &plan.order {
         lowering.stage(&plan.stages[index])?;
@@ -47,9 +63,10 @@ struct Lowering<'a> {
     definition: Definition,
     outputs: BTreeMap<usize, VertexId>,
     images: BTreeMap<String, VertexId>,
-    context: Option<VertexId>,
+    contexts: BTreeMap<String, VertexId>,
     global_network: &'a str,
     plan: &'a BuildPlan,
+    named: &'a BTreeMap<String, NamedContext>,
 }
 
 /// BuildKit's name for a stage in progress output.
@@ -112,30 +129,42 @@ impl Lowering<'_> {
         id
     }
 
-    fn context(&mut self) -> VertexId {
-        if let Some(id) = self.context {
-            return id;
+    fn context(&mut self, name: &str) -> VertexId {
+        if let Some(id) = self.contexts.get(name) {
+            return *id;
         }
+        let label = if name == "context" {
+            "[internal] load build context".to_string()
+        } else {
+            format!("[internal] load build context {name}")
+        };
         let id = self.definition.add(Vertex {
             op: Op::Context {
-                name: "context".into(),
+                name: name.to_string(),
             },
             inputs: Vec::new(),
-            name: "[internal] load build context".into(),
+            name: label,
             line: 0,
             end_line: 0,
             stage: None,
-            slot: "context".into(),
+            slot: format!("context:{name}"),
             digest: String::new(),
         });
-        self.context = Some(id);
+        self.contexts.insert(name.to_string(), id);
         id
     }
 
     fn source(&mut self, source: &Source, line: usize) -> Result<VertexId, Diagnostic> {
         match source {
-            Source::Context => Ok(self.context()),
-            Source::Image { reference } => Ok(self.image(reference)),
+            Source::Context => Ok(self.context("context")),
+            Source::Image { reference } => match self.named.get(reference) {
+                Some(NamedContext::Local) => Ok(self.context(reference)),
+                Some(NamedContext::Image(other)) => {
+                    let other = other.clone();
+                    Ok(self.image(&other))
+                }
+                None => Ok(self.image(reference)),
+            },
             Source::Scratch => Ok(self.definition.add(Vertex {
                 op: Op::Scratch,
                 inputs: Vec::new(),
@@ -156,10 +185,44 @@ impl Lowering<'_> {
         }
     }
 
+    /// A stage's starting filesystem. `FROM NAME` of a local named context is its files copied
+    /// onto scratch (keyed by their content, like a COPY).
+    fn base(&mut self, stage: &Stage, label: &str, total: usize) -> Result<VertexId, Diagnostic> {
+        if let Source::Image { reference } = &stage.base {
+            if self.named.get(reference) == Some(&NamedContext::Local) {
+                let scratch = self.source(&Source::Scratch, stage.line)?;
+                let context = self.context(reference);
+                let op = Op::Copy(Copy {
+                    input: 1,
+                    sources: vec![".".into()],
+                    inline: Vec::new(),
+                    dest: "/".into(),
+                    cwd: "/".into(),
+                    chown: None,
+                    chmod: None,
+                    excludes: Vec::new(),
+                    add: false,
+                    from_context: true,
+                });
+                let name = format!("[{label} 1/{total}] FROM {reference} (build context)");
+                let slot = format!("{}/from", stage.index);
+                return Ok(self.vertex(
+                    op,
+                    vec![scratch, context],
+                    name,
+                    stage.index,
+                    slot,
+                    (stage.line, stage.line),
+                ));
+            }
+        }
+        self.source(&stage.base, stage.line)
+    }
+
     fn stage(&mut self, stage: &Stage) -> Result<(), Diagnostic> {
         let label = stage_label(stage);
         let total = 1 + stage.steps.iter().filter(|s| is_fs_step(s)).count();
-        let mut current = self.source(&stage.base, stage.line)?;
+        let mut current = self.base(stage, &label, total)?;
         let mut position = 1;
         for (step_index, step) in stage.steps.iter().enumerate() {
             if !is_fs_step(step) {

@@ -85,7 +85,8 @@ pub struct BuildArgs {
     /// Network for RUN steps: `default` (the host's), `none`, `host`.
     #[arg(long, default_value = "default")]
     pub network: String,
-    /// Extra build contexts (`NAME=DIR`): not supported yet.
+    /// Named build contexts for FROM / COPY --from / RUN --mount from=: `NAME=DIR` or
+    /// `NAME=docker-image://REF` (repeatable).
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
     /// Target platform (only the host's: rbuild does not emulate).

@@ -34,7 +34,7 @@ fn graph(args: crate::args::GraphArgs) -> Result<()> {
     let ast = parser::parse(&source).map_err(|d| SourceError::new(&args.file, &source, d))?;
     let plan =
         stages::resolve(&ast, &options).map_err(|d| SourceError::new(&args.file, &source, d))?;
-    let lowered = rbuild_frontend::lower::lower(&plan, "default")
+    let lowered = rbuild_frontend::lower::lower(&plan, "default", &Default::default())
         .map_err(|d| SourceError::new(&args.file, &source, d))?;
     match args.format.as_str() {
         "dot" => write_stdout(&lowered.definition.to_dot()),

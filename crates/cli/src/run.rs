@@ -40,7 +40,8 @@ fn strings(value: &serde_json::Value) -> Vec<String> {
 
 /// Runs the image; returns its exit code.
 pub fn run(root: &Path, args: &RunArgs) -> Result<u8> {
-    let worker = LocalWorker::open(root, None, Default::default()).map_err(|e| anyhow!("{e}"))?;
+    let worker = LocalWorker::open(root, Default::default(), Default::default())
+        .map_err(|e| anyhow!("{e}"))?;
     let image = worker
         .resolve_image(&args.image)
         .map_err(|e| anyhow!("{e}"))?;

@@ -618,3 +618,48 @@ fn onbuild_triggers_of_the_base_run_after_from_and_are_not_inherited() {
         "a grandchild ran the triggers:\n{progress}"
     );
 }
+
+#[test]
+fn named_build_contexts_feed_from_copy_and_mounts() {
+    let p = Project::new();
+    let extra = p.dir.path().join("extra");
+    std::fs::create_dir_all(extra.join("bin")).expect("mkdir");
+    std::fs::write(extra.join("data.txt"), "from the named context\n").expect("write");
+    std::fs::write(extra.join("bin/tool"), "#!/bin/sh\necho tool\n").expect("write");
+    p.dockerfile(
+        "FROM rbuild-test/busybox:1 AS base\nRUN echo base > /base\n\
+         FROM extra AS files\n\
+         FROM base\nCOPY --from=extra /data.txt /data.txt\nCOPY --from=files /bin/tool /tool\n\
+         RUN --mount=type=bind,from=extra,target=/mnt cat /mnt/data.txt > /mounted\n\
+         COPY --from=alias /etc/passwd /passwd-from-alias\n",
+    );
+    let extra_arg = format!("extra={}", extra.display());
+    let (_, rootfs) = p.build_rootfs(&[
+        "--build-context",
+        &extra_arg,
+        "--build-context",
+        "alias=docker-image://rbuild-test/busybox:1",
+    ]);
+    assert_eq!(read(&rootfs, "data.txt"), "from the named context\n");
+    assert_eq!(read(&rootfs, "tool"), "#!/bin/sh\necho tool\n");
+    assert_eq!(read(&rootfs, "mounted"), "from the named context\n");
+    assert!(read(&rootfs, "passwd-from-alias").starts_with("root:"));
+    // The named context is keyed by content too: a change there misses, nothing else does.
+    std::fs::write(extra.join("data.txt"), "changed\n").expect("write");
+    let progress = p.build_ok(&[
+        "--build-context",
+        &extra_arg,
+        "--build-context",
+        "alias=docker-image://rbuild-test/busybox:1",
+    ]);
+    assert_eq!(step_status(&progress, "RUN echo base"), "CACHED");
+    assert_eq!(
+        step_status(&progress, "COPY --from=extra"),
+        "cache miss: file data.txt changed"
+    );
+    let out = p.build(&["--build-context", "x=oci-layout:///nowhere"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("oci-layout://"),
+        "unsupported kinds are named"
+    );
+}

@@ -33,11 +33,12 @@ use exec::{Held, MountSource, Secrets};
 use index::{CacheIndex, IndexEntry};
 use statcache::StatCache;
 
-/// A result: a filesystem (`None`: empty), or the build context.
+/// A result: a filesystem (`None`: empty), or a build context (by name: `context` is the
+/// main one, others come from `--build-context NAME=DIR`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     Rootfs(Option<SnapshotId>),
-    Context,
+    Context(String),
 }
 
 /// The build context: a directory read in place, filtered by `.dockerignore`.
@@ -68,7 +69,7 @@ pub struct LocalWorker {
     caches: CacheMounts,
     index: CacheIndex,
     stat_cache: StatCache,
-    context: Option<BuildContext>,
+    contexts: BTreeMap<String, BuildContext>,
     options: WorkerOptions,
     cancel: Cancel,
     /// Image references resolved in this build (so a tag is read once per build).
@@ -84,9 +85,10 @@ fn io_err(what: &str) -> impl Fn(std::io::Error) -> WorkerError + '_ {
 }
 
 impl LocalWorker {
+    /// A worker for a build whose contexts are `contexts` (by name; the main one is `context`).
     pub fn open(
         state_root: &Path,
-        context: Option<BuildContext>,
+        contexts: BTreeMap<String, BuildContext>,
         options: WorkerOptions,
     ) -> Result<LocalWorker, WorkerError> {
         let e = |x: &dyn std::fmt::Display| WorkerError::new(x.to_string());
@@ -100,7 +102,7 @@ impl LocalWorker {
             caches: CacheMounts::open(state_root.join("cache-mounts-v1")).map_err(|x| e(&x))?,
             index: CacheIndex::open(state_root),
             stat_cache: StatCache::open(state_root),
-            context,
+            contexts,
             options,
             cancel: Cancel::new().map_err(|x| e(&x))?,
             resolved: Mutex::new(BTreeMap::new()),
@@ -142,10 +144,8 @@ impl LocalWorker {
     fn view(&self, parent: &Output) -> Result<View, WorkerError> {
         let parent = match parent {
             Output::Rootfs(id) => id.as_ref(),
-            Output::Context => {
-                return Err(WorkerError::new(
-                    "the build context is not a root filesystem",
-                ))
+            Output::Context(_) => {
+                return Err(WorkerError::new("a build context is not a root filesystem"))
             }
         };
         self.snapshots
@@ -160,7 +160,7 @@ impl LocalWorker {
         held: &mut Vec<View>,
     ) -> Result<Option<PathBuf>, WorkerError> {
         match source {
-            Output::Context => Ok(Some(self.context()?.dir.clone())),
+            Output::Context(name) => Ok(Some(self.context(name)?.dir.clone())),
             Output::Rootfs(None) => Ok(None),
             Output::Rootfs(Some(_)) => {
                 let view = self.view(source)?;
@@ -171,10 +171,10 @@ impl LocalWorker {
         }
     }
 
-    fn context(&self) -> Result<&BuildContext, WorkerError> {
-        self.context
-            .as_ref()
-            .ok_or_else(|| WorkerError::new("this build has no context"))
+    fn context(&self, name: &str) -> Result<&BuildContext, WorkerError> {
+        self.contexts
+            .get(name)
+            .ok_or_else(|| WorkerError::new(format!("this build has no build context `{name}`")))
     }
 
     fn commit(
@@ -186,7 +186,7 @@ impl LocalWorker {
     ) -> Result<Output, WorkerError> {
         let parent = match parent {
             Output::Rootfs(id) => id.clone(),
-            Output::Context => None,
+            Output::Context(_) => None,
         };
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -236,7 +236,9 @@ impl LocalWorker {
                     Some(dir) => MountSource::Dir(dir),
                     None => MountSource::Empty,
                 }),
-                None if mount.kind == "bind" => Some(MountSource::Dir(self.context()?.dir.clone())),
+                None if mount.kind == "bind" => {
+                    Some(MountSource::Dir(self.context("context")?.dir.clone()))
+                }
                 None => None,
             };
             if let Some(m) = exec::map_mount(
@@ -377,17 +379,16 @@ impl LocalWorker {
         source: &Output,
         views: &mut Vec<View>,
     ) -> Result<(Vec<copy::select::Selected>, bool), WorkerError> {
-        let is_context = matches!(source, Output::Context);
+        let is_context = matches!(source, Output::Context(_));
         let Some(dir) = self.source_dir(source, views)? else {
             return Err(WorkerError::new(format!(
                 "COPY: `{}` not found: the source stage is empty",
                 op.sources.join(" ")
             )));
         };
-        let ignore = if is_context {
-            Some(&self.context()?.ignore)
-        } else {
-            None
+        let ignore = match source {
+            Output::Context(name) => Some(&self.context(name)?.ignore),
+            Output::Rootfs(_) => None,
         };
         let excludes = if op.excludes.is_empty() {
             None
@@ -506,7 +507,10 @@ impl Worker for LocalWorker {
     fn lookup(&self, vertex: &Vertex, key: &CacheKey) -> Option<Output> {
         match &vertex.op {
             Op::Scratch => Some(Output::Rootfs(None)),
-            Op::Context { .. } => Some(Output::Context),
+            Op::Context { name } => self
+                .contexts
+                .contains_key(name)
+                .then(|| Output::Context(name.clone())),
             // An image is "cached" once all its layers are snapshots; unpack otherwise.
             Op::Image { .. } => None,
             _ => {
@@ -540,7 +544,10 @@ impl Worker for LocalWorker {
         }
         match &vertex.op {
             Op::Scratch => Ok(Output::Rootfs(None)),
-            Op::Context { .. } => Ok(Output::Context),
+            Op::Context { name } => {
+                self.context(name)?;
+                Ok(Output::Context(name.clone()))
+            }
             Op::Image { reference } => {
                 let image = self.resolve_image(reference)?;
                 let top = image::unpack(

@@ -255,6 +255,14 @@ impl ImageConfig {
         }
     }
 
+    /// Records a layer that no instruction of the stages made (a `FROM` of a build context).
+    pub fn add_layer_entry(&mut self, created_by: &str, created: &str) {
+        self.layer_steps += 1;
+        if let Some(history) = self.doc["history"].as_array_mut() {
+            history.push(json!({"created": created, "created_by": created_by, "comment": "buildkit.dockerfile.v0"}));
+        }
+    }
+
     /// Finishes the document: our layers' diff_ids appended, `created` set.
     pub fn finish(mut self, diff_ids: &[String], created: &str) -> anyhow::Result<Vec<u8>> {
         if !self.doc["rootfs"]["diff_ids"].is_array() {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
-use rbuild_frontend::lower::lower;
+use rbuild_frontend::lower::{lower, NamedContext};
 use rbuild_frontend::parser;
 use rbuild_frontend::stages::{self, BaseImage, BuildOptions, BuildPlan, Platform, Source};
 use rbuild_sandbox::ResourceLimits;
@@ -198,6 +198,52 @@ fn secrets(args: &BuildArgs) -> Result<Secrets> {
     Ok(out)
 }
 
+/// `--build-context NAME=DIR` and `NAME=docker-image://REF`, as buildx spells them.
+fn named_contexts(
+    args: &BuildArgs,
+) -> Result<(BTreeMap<String, NamedContext>, BTreeMap<String, PathBuf>)> {
+    let mut named = BTreeMap::new();
+    let mut dirs = BTreeMap::new();
+    for spec in &args.build_contexts {
+        let (name, value) = spec
+            .split_once('=')
+            .ok_or_else(|| anyhow!("Invalid `--build-context {spec}`: expected NAME=VALUE"))?;
+        if name.is_empty() || name == "context" {
+            bail!("Invalid `--build-context {spec}`: the name must not be empty or `context`");
+        }
+        if let Some(reference) = value.strip_prefix("docker-image://") {
+            named.insert(name.to_string(), NamedContext::Image(reference.to_string()));
+        } else if value.contains("://") || value.starts_with("git@") {
+            bail!("`--build-context {spec}`: only local directories and docker-image:// are supported yet (oci-layout://, URLs and git come with the registry client, issue 6)");
+        } else {
+            let dir = std::fs::canonicalize(value)
+                .with_context(|| format!("`--build-context {spec}`: `{value}` does not exist"))?;
+            if !dir.is_dir() {
+                bail!("`--build-context {spec}`: `{value}` is not a directory");
+            }
+            named.insert(name.to_string(), NamedContext::Local);
+            dirs.insert(name.to_string(), dir);
+        }
+    }
+    Ok((named, dirs))
+}
+
+/// Every image reference the needed stages read (FROM, COPY --from, RUN --mount from=), with
+/// `--build-context` names replaced (a local one is not an image; an alias is its target).
+fn resolved_image_refs(
+    plan: &BuildPlan,
+    named: &BTreeMap<String, NamedContext>,
+) -> BTreeSet<String> {
+    image_refs(plan)
+        .into_iter()
+        .filter_map(|r| match named.get(&r) {
+            Some(NamedContext::Local) => None,
+            Some(NamedContext::Image(other)) => Some(other.clone()),
+            None => Some(r),
+        })
+        .collect()
+}
+
 /// Every image reference the needed stages read (FROM, COPY --from, RUN --mount from=).
 fn image_refs(plan: &BuildPlan) -> BTreeSet<String> {
     let mut refs = BTreeSet::new();
@@ -260,9 +306,6 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
     if args.load || args.push {
         bail!("`--load` and `--push` need the registry and engine clients, which are not written yet (issue 6); use `-o type=docker,dest=FILE` and `docker load -i FILE`");
     }
-    if !args.build_contexts.is_empty() {
-        bail!("`--build-context` is not supported yet (issue 6)");
-    }
     if let Some(pull) = &args.pull {
         if pull != "false" {
             bail!("`--pull={pull}`: rbuild has no registry client yet (issue 6); base images come from the local store (`rbuild load -i`)");
@@ -307,12 +350,22 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
         cpu_period: args.cpu_period,
         pids: args.pids_limit,
     };
-    let worker = LocalWorker::open(
-        root,
-        Some(BuildContext {
+    let (named, named_dirs) = named_contexts(args)?;
+    let mut contexts = BTreeMap::from([(
+        "context".to_string(),
+        BuildContext {
             dir: inputs.context.clone(),
             ignore,
-        }),
+        },
+    )]);
+    for (name, dir) in named_dirs {
+        let none = rbuild_frontend::dockerignore::IgnoreRules::from_patterns(Vec::<String>::new())
+            .map_err(|e| anyhow!("{e}"))?;
+        contexts.insert(name, BuildContext { dir, ignore: none });
+    }
+    let worker = LocalWorker::open(
+        root,
+        contexts,
         WorkerOptions {
             secrets: secrets(args)?,
             limits,
@@ -321,10 +374,15 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
     )
     .map_err(|e| anyhow!("{e}"))?;
 
-    // Two passes: the base images' configs (ENV, WORKDIR, USER) shape the stages.
+    // Two passes: the base images' configs (ENV, WORKDIR, USER, ONBUILD) shape the stages.
     let first = stages::resolve(&ast, &options).map_err(src_err)?;
     for reference in image_refs(&first) {
-        if let Ok(image) = worker.resolve_image(&reference) {
+        let target = match named.get(&reference) {
+            Some(NamedContext::Local) => continue,
+            Some(NamedContext::Image(other)) => other.clone(),
+            None => reference.clone(),
+        };
+        if let Ok(image) = worker.resolve_image(&target) {
             options
                 .base_images
                 .insert(reference, base_image(&image.config));
@@ -341,7 +399,7 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
             eprintln!("warning: {warning}");
         }
     }
-    let lowered = lower(&plan, &args.network).map_err(src_err)?;
+    let lowered = lower(&plan, &args.network, &named).map_err(src_err)?;
     let definition = Arc::new(lowered.definition);
     let mut no_cache_stages = BTreeSet::new();
     for name in &args.no_cache_filter {
@@ -415,7 +473,15 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
 
     // The image: config from the base and the stage chain, layers from the snapshot chain.
     let (chain, base_ref) = config::stage_chain(&plan);
-    let base = match &base_ref {
+    // The bottom of the stage chain: an image (perhaps through a docker-image:// alias), or a
+    // local build context, whose files are then the first layer.
+    let (base_image_ref, base_from_context) = match base_ref.as_ref().map(|r| (r, named.get(r))) {
+        Some((r, Some(NamedContext::Local))) => (None, Some(r.clone())),
+        Some((_, Some(NamedContext::Image(other)))) => (Some(other.clone()), None),
+        Some((r, None)) => (Some(r.clone()), None),
+        None => (None, None),
+    };
+    let base = match &base_image_ref {
         Some(reference) => Some(
             worker
                 .resolve_image(reference)
@@ -432,6 +498,9 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
         base.as_ref().map(|b| b.config.as_slice()),
         host.architecture.as_str(),
     )?;
+    if let Some(name) = &base_from_context {
+        image_config.add_layer_entry(&format!("FROM {name} (build context)"), &created);
+    }
     for &index in &chain {
         image_config.begin_stage();
         for step in &plan.stages[index].steps {
@@ -477,7 +546,7 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
         })
         .map_or(Compression::Uncompressed, |o| o.compression);
     let mut known = HashMap::new();
-    for reference in image_refs(&plan) {
+    for reference in resolved_image_refs(&plan, &named) {
         if let Ok(image) = worker.resolve_image(&reference) {
             for ((blob, diff_id), id) in image.layers.iter().zip(image.snapshot_ids()) {
                 known.insert(
