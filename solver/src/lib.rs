@@ -52,6 +52,14 @@ impl WorkerError {
     }
 }
 
+/// The input whose content an op's key reads (a COPY's source), if any.
+pub fn content_input(vertex: &Vertex) -> Option<usize> {
+    match &vertex.op {
+        rbuild_graph::Op::Copy(copy) => Some(copy.input),
+        _ => None,
+    }
+}
+
 /// Which stream a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogStream {
@@ -69,11 +77,13 @@ pub trait Worker: Send + Sync + 'static {
     /// An op's result: a filesystem snapshot, the context, ...
     type Output: Clone + Send + Sync + 'static;
 
-    /// Content the op reads besides its inputs' keys, as named parts of its key.
+    /// Content the op reads besides its inputs' keys, as named parts of its key. `source` is
+    /// the output of the input the op reads content from ([`content_input`]: a COPY's source).
+    /// It is called as soon as that input is ready, while the others may still be running.
     fn content(
         &self,
         vertex: &Vertex,
-        inputs: &[Self::Output],
+        source: Option<&Self::Output>,
     ) -> Result<BTreeMap<String, String>, WorkerError>;
 
     /// The cached result of `key`, if the cache holds one.

@@ -135,6 +135,31 @@ async fn solve_vertex<W: Worker>(
     id: VertexId,
     inputs: Vec<VertexFuture<W::Output>>,
 ) -> VertexResult<W::Output> {
+    let fail = |error: WorkerError| {
+        let vertex = &state.definition.graph[id];
+        Arc::new(SolveError {
+            vertex: Some(id),
+            name: vertex.name.clone(),
+            error,
+        })
+    };
+    let vertex = state.definition.graph[id].clone();
+    let silent = matches!(vertex.op, Op::Scratch | Op::Context { .. });
+
+    // The content the key reads (a COPY's files) is checksummed as soon as its own input is
+    // ready, while the other inputs (the parent chain) may still be running.
+    let early = crate::content_input(&vertex).and_then(|i| inputs.get(i).cloned());
+    let content_task = {
+        // A failed source is reported below, with the other inputs' errors.
+        let source = match early {
+            Some(future) => future.await.ok().map(|(_, output)| output),
+            None => None,
+        };
+        let worker = state.worker.clone();
+        let vertex_c = vertex.clone();
+        tokio::task::spawn_blocking(move || worker.content(&vertex_c, source.as_ref()))
+    };
+
     let mut input_keys = Vec::with_capacity(inputs.len());
     let mut input_outputs = Vec::with_capacity(inputs.len());
     let results = futures::future::join_all(inputs).await;
@@ -150,20 +175,7 @@ async fn solve_vertex<W: Worker>(
         input_keys.push(key);
         input_outputs.push(output);
     }
-    let fail = |error: WorkerError| {
-        let vertex = &state.definition.graph[id];
-        Arc::new(SolveError {
-            vertex: Some(id),
-            name: vertex.name.clone(),
-            error,
-        })
-    };
-    let vertex = state.definition.graph[id].clone();
-    let silent = matches!(vertex.op, Op::Scratch | Op::Context { .. });
-
-    let worker = state.worker.clone();
-    let (vertex_c, outputs_c) = (vertex.clone(), input_outputs.clone());
-    let content = tokio::task::spawn_blocking(move || worker.content(&vertex_c, &outputs_c))
+    let content = content_task
         .await
         .map_err(|e| fail(WorkerError::new(format!("worker panicked: {e}"))))?
         .map_err(fail)?;

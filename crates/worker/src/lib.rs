@@ -477,7 +477,7 @@ impl Worker for LocalWorker {
     fn content(
         &self,
         vertex: &Vertex,
-        inputs: &[Output],
+        source: Option<&Output>,
     ) -> Result<BTreeMap<String, String>, WorkerError> {
         match &vertex.op {
             Op::Image { reference } => {
@@ -488,8 +488,10 @@ impl Worker for LocalWorker {
                 )]))
             }
             Op::Copy(op) => {
+                let source =
+                    source.ok_or_else(|| WorkerError::new("COPY: its source is missing"))?;
                 let mut views = Vec::new();
-                let (selected, is_context) = self.select(op, &inputs[op.input], &mut views)?;
+                let (selected, is_context) = self.select(op, source, &mut views)?;
                 let parts = copy::checksum::content_parts(&selected, is_context, &self.stat_cache)?;
                 // A context selection stays valid (its paths are the context's): keep it for
                 // the copy itself. A stage's is read through a view that ends here.

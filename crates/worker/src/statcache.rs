@@ -18,11 +18,31 @@ use sha2::{Digest as _, Sha256};
 
 type Entry = (u64, i64, i64, String);
 
+/// Entries kept across builds before the cache is trimmed to what the last build saw.
+pub const MAX_ENTRIES: usize = 500_000;
+
+/// The hex sha256 of a file's bytes.
+pub fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 256 << 10];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(rbuild_graph::hex(&hasher.finalize()))
+}
+
 #[derive(Debug)]
 pub struct StatCache {
     path: PathBuf,
     entries: Mutex<HashMap<String, Entry>>,
     dirty: Mutex<bool>,
+    /// Keys looked up or added by this process (kept when the cache is trimmed).
+    seen: Mutex<std::collections::HashSet<String>>,
 }
 
 impl StatCache {
@@ -36,6 +56,7 @@ impl StatCache {
             path,
             entries: Mutex::new(entries),
             dirty: Mutex::new(false),
+            seen: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -49,6 +70,9 @@ impl StatCache {
     /// The hex sha256 of the file at `path` with `meta` (from the cache when its stat matches).
     pub fn digest(&self, path: &Path, meta: &std::fs::Metadata) -> std::io::Result<String> {
         let (key, mut entry) = Self::key(meta);
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.insert(key.clone());
+        }
         if let Ok(map) = self.entries.lock() {
             if let Some(known) = map.get(&key) {
                 if (known.0, known.1, known.2) == (entry.0, entry.1, entry.2) {
@@ -56,17 +80,7 @@ impl StatCache {
                 }
             }
         }
-        let mut file = std::fs::File::open(path)?;
-        let mut hasher = Sha256::new();
-        let mut buffer = vec![0u8; 256 << 10];
-        loop {
-            let n = file.read(&mut buffer)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buffer[..n]);
-        }
-        entry.3 = rbuild_graph::hex(&hasher.finalize());
+        entry.3 = hash_file(path)?;
         let digest = entry.3.clone();
         if let (Ok(mut map), Ok(mut dirty)) = (self.entries.lock(), self.dirty.lock()) {
             map.insert(key, entry);
@@ -75,7 +89,8 @@ impl StatCache {
         Ok(digest)
     }
 
-    /// Writes the cache back if it changed (atomically).
+    /// Writes the cache back if it changed (atomically). A cache past [`MAX_ENTRIES`] keeps
+    /// only the entries of files seen by this process.
     pub fn save(&self) -> std::io::Result<()> {
         let dirty = self.dirty.lock().map(|d| *d).unwrap_or(false);
         if !dirty {
