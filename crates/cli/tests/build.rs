@@ -663,3 +663,18 @@ fn named_build_contexts_feed_from_copy_and_mounts() {
         "unsupported kinds are named"
     );
 }
+
+#[test]
+fn memory_limit_flags_reach_run_steps_and_an_oom_kill_is_named() {
+    let p = Project::new();
+    p.dockerfile("FROM rbuild-test/busybox:1\nRUN head -c 67108864 /dev/zero | tail > /dev/null\n");
+    let out = p.build(&["--memory", "16m", "--pids-limit", "64"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("OOM killer") && err.contains("16777216 bytes (--memory)"),
+        "{err}"
+    );
+    let out = p.build(&["--memory", "lots"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Invalid size `lots`"));
+}

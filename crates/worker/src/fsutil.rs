@@ -52,25 +52,80 @@ pub struct Owner {
 
 /// Makes `path` (absolute inside the rootfs) a directory, creating missing components 0755
 /// with `owner`; returns a descriptor of it (O_DIRECTORY, usable for `*at` calls).
+///
+/// Symlinks are followed with the rootfs as `/`, also when their target does not exist yet:
+/// it is created there (as BuildKit's `mkdir -p` does), never outside the rootfs.
 pub fn mkdir_all(root: &OwnedFd, path: &str, owner: Owner) -> Result<OwnedFd, WorkerError> {
     let fail = |what: &str, e: Errno| WorkerError::new(format!("cannot {what} `{path}`: {e}"));
+    let mut pending: std::collections::VecDeque<String> = path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .map(str::to_string)
+        .collect();
+    let mut resolved: Vec<String> = Vec::new();
     let mut current =
         open_in_root(root, "", OFlags::RDONLY | OFlags::DIRECTORY).map_err(|e| fail("open", e))?;
-    let mut prefix = String::new();
-    for name in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
+    let mut links = 0;
+    while let Some(name) = pending.pop_front() {
         if name == ".." {
-            // Resolved like the kernel would inside the root: `..` of `/` is `/`.
-            prefix = prefix
-                .rsplit_once('/')
-                .map(|(p, _)| p.to_string())
-                .unwrap_or_default();
-        } else {
-            prefix = format!("{prefix}/{name}");
+            resolved.pop();
+            current = open_in_root(
+                root,
+                &resolved.join("/"),
+                OFlags::RDONLY | OFlags::DIRECTORY,
+            )
+            .map_err(|e| fail("open", e))?;
+            continue;
         }
-        match open_in_root(root, &prefix, OFlags::RDONLY | OFlags::DIRECTORY) {
-            Ok(fd) => current = fd,
+        let cname = cstr(&name)?;
+        match rustix::fs::statat(
+            &current,
+            cname.as_c_str(),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        ) {
+            Ok(stat) if stat.st_mode & 0o170000 == 0o120000 => {
+                links += 1;
+                if links > 40 {
+                    return Err(fail("resolve", Errno::LOOP));
+                }
+                let target = rustix::fs::readlinkat(&current, cname.as_c_str(), Vec::new())
+                    .map_err(|e| fail("read a link in", e))?;
+                let target = target.to_string_lossy().into_owned();
+                if target.starts_with('/') {
+                    resolved.clear();
+                    current = open_in_root(root, "", OFlags::RDONLY | OFlags::DIRECTORY)
+                        .map_err(|e| fail("open", e))?;
+                }
+                for (i, part) in target
+                    .split('/')
+                    .filter(|c| !c.is_empty() && *c != ".")
+                    .enumerate()
+                {
+                    pending.insert(i, part.to_string());
+                }
+            }
+            Ok(stat) if stat.st_mode & 0o170000 == 0o040000 => {
+                current = rustix::fs::openat(
+                    &current,
+                    cname.as_c_str(),
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| fail("open", e))?;
+                resolved.push(name);
+            }
+            Ok(_) => {
+                return Err(WorkerError::new(format!(
+                    "cannot create `{path}`: `/{}` is not a directory",
+                    resolved
+                        .iter()
+                        .chain(std::iter::once(&name))
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join("/")
+                )))
+            }
             Err(Errno::NOENT) => {
-                let cname = cstr(name)?;
                 match rustix::fs::mkdirat(&current, cname.as_c_str(), Mode::from_raw_mode(0o755)) {
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => return Err(fail("create", e)),
@@ -91,13 +146,9 @@ pub fn mkdir_all(root: &OwnedFd, path: &str, owner: Owner) -> Result<OwnedFd, Wo
                 )
                 .map_err(|e| fail("chown", e))?;
                 current = fd;
+                resolved.push(name);
             }
-            Err(Errno::NOTDIR) => {
-                return Err(WorkerError::new(format!(
-                    "cannot create `{path}`: `{prefix}` is not a directory"
-                )))
-            }
-            Err(e) => return Err(fail("open", e)),
+            Err(e) => return Err(fail("inspect", e)),
         }
     }
     Ok(current)
@@ -197,5 +248,60 @@ pub fn remove_entry(dir: &OwnedFd, name: &CString) -> Result<(), Errno> {
             rustix::fs::unlinkat(dir.as_fd(), name.as_c_str(), rustix::fs::AtFlags::REMOVEDIR)
         }
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chown_specs_resolve_like_buildkit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("etc")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        )
+        .expect("passwd");
+        std::fs::write(
+            dir.path().join("etc/group"),
+            "root:x:0:\napp:x:1000:\nweb:x:33:\n",
+        )
+        .expect("group");
+        let owner = |spec: &str| resolve_owner(dir.path(), spec).map(|o| (o.uid, o.gid));
+        assert_eq!(owner("").expect("empty"), (0, 0));
+        assert_eq!(owner("app").expect("name"), (1000, 1000));
+        assert_eq!(owner("app:web").expect("names"), (1000, 33));
+        assert_eq!(
+            owner("42").expect("uid"),
+            (42, 42),
+            "an unknown numeric user keeps its number as the group"
+        );
+        assert_eq!(owner("1000:7").expect("ids"), (1000, 7));
+        assert!(owner("ghost").is_err());
+        assert!(owner("app:nogroup").is_err());
+    }
+
+    #[test]
+    fn mkdir_all_stays_inside_the_root() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("outside");
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).expect("symlink");
+        let root = open_root(dir.path()).expect("root");
+        mkdir_all(&root, "/link/made/here", Owner::default()).expect("mkdir");
+        assert_eq!(
+            std::fs::read_dir(outside.path()).expect("ls").count(),
+            0,
+            "created outside the root"
+        );
+        let inside = dir
+            .path()
+            .join(outside.path().strip_prefix("/").expect("abs"))
+            .join("made/here");
+        assert!(
+            inside.is_dir(),
+            "the symlink was not resolved inside the root"
+        );
     }
 }

@@ -268,3 +268,103 @@ pub fn owner_of(meta: &Metadata, is_context: bool) -> (u32, u32) {
         (meta.uid(), meta.gid())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (path, text) in [
+            ("a.txt", "a"),
+            ("b.txt", "b"),
+            ("c.log", "c"),
+            ("sub/d.txt", "d"),
+            ("sub/deep/e.txt", "e"),
+        ] {
+            let p = dir.path().join(path);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, text).expect("write");
+        }
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("escape")).expect("symlink");
+        std::os::unix::fs::symlink("a.txt", dir.path().join("link")).expect("symlink");
+        dir
+    }
+
+    fn select(
+        root: &SourceRoot<'_>,
+        sources: &[&str],
+    ) -> Result<Vec<(String, Vec<String>)>, WorkerError> {
+        let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+        Ok(root
+            .select(&sources)?
+            .into_iter()
+            .map(|s| (s.rel, s.entries.iter().map(|e| e.rel.clone()).collect()))
+            .collect())
+    }
+
+    #[test]
+    fn sources_are_cleaned_and_clamped_to_the_root() {
+        assert_eq!(clean("../../a.txt"), "a.txt");
+        assert_eq!(clean("./sub/../b.txt"), "b.txt");
+        assert_eq!(clean("/"), "");
+        assert_eq!(clean("sub/"), "sub");
+    }
+
+    #[test]
+    fn wildcards_match_per_component_and_dirs_are_walked_sorted() {
+        let dir = tree();
+        let root = SourceRoot {
+            root: dir.path(),
+            ignore: None,
+            excludes: None,
+            is_context: true,
+        };
+        let got = select(&root, &["*.txt", "sub"]).expect("select");
+        assert_eq!(got[0].0, "a.txt");
+        assert_eq!(got[1].0, "b.txt");
+        assert_eq!(
+            got[2],
+            (
+                "sub".to_string(),
+                vec![
+                    "".into(),
+                    "d.txt".into(),
+                    "deep".into(),
+                    "deep/e.txt".into()
+                ]
+            )
+        );
+        assert!(
+            select(&root, &["*.none"]).is_err(),
+            "a wildcard matching nothing is an error"
+        );
+    }
+
+    #[test]
+    fn dockerignore_hides_files_and_symlinks_resolve_inside_the_root() {
+        let dir = tree();
+        let rules = IgnoreRules::parse("*.log\nsub/deep\n").expect("rules");
+        let root = SourceRoot {
+            root: dir.path(),
+            ignore: Some(&rules),
+            excludes: None,
+            is_context: true,
+        };
+        let err = select(&root, &["c.log"]).expect_err("ignored");
+        assert!(
+            err.message.contains(".dockerignore line 1"),
+            "{}",
+            err.message
+        );
+        let got = select(&root, &["sub"]).expect("select");
+        assert_eq!(got[0].1, vec!["".to_string(), "d.txt".into()]);
+        // A symlink named as a source is followed, inside the root only.
+        let got = root.select(&["link".to_string()]).expect("link");
+        assert!(got[0].entries[0].meta.is_file());
+        assert!(
+            select(&root, &["escape"]).is_err(),
+            "followed /etc/passwd of the host"
+        );
+    }
+}
