@@ -202,6 +202,7 @@ impl Lowering<'_> {
                     chmod: None,
                     excludes: Vec::new(),
                     add: false,
+                    unpack: None,
                     from_context: true,
                 });
                 let name = format!("[{label} 1/{total}] FROM {reference} (build context)");
@@ -249,13 +250,23 @@ impl Lowering<'_> {
                             }
                             _ => None,
                         };
+                        // secret and ssh: `source=` is another spelling of the id (BuildKit).
+                        let is_secret = matches!(m.kind, MountType::Secret | MountType::Ssh);
                         mounts.push(ExecMount {
                             kind: mount_kind(m.kind).into(),
                             target: m.target.clone().unwrap_or_default(),
                             input,
-                            source: m.source.clone().unwrap_or_else(|| "/".into()),
+                            source: if is_secret {
+                                String::new()
+                            } else {
+                                m.source.clone().unwrap_or_else(|| "/".into())
+                            },
                             readonly: m.readonly,
-                            id: m.id.clone(),
+                            id: if is_secret {
+                                m.id.clone().or_else(|| m.source.clone())
+                            } else {
+                                m.id.clone()
+                            },
                             sharing: m.sharing.map(|s| sharing(s).to_string()),
                             mode: m.mode,
                             uid: m.uid,
@@ -315,6 +326,13 @@ impl Lowering<'_> {
                         })?),
                         None => None,
                     };
+                    if copy.checksum.is_some() {
+                        return Err(Diagnostic::new(
+                            "`ADD --checksum` is not supported yet (it verifies remote sources, which need the registry client, issue 6)",
+                            Position { line: step.line, column: 1 },
+                            0,
+                        ));
+                    }
                     if copy.parents {
                         return Err(Diagnostic::new(
                             "`--parents` is not supported yet",
@@ -339,6 +357,7 @@ impl Lowering<'_> {
                         chmod,
                         excludes: copy.excludes.clone(),
                         add,
+                        unpack: copy.unpack,
                         from_context,
                     });
                     self.vertex(op, vec![current, source_id], name, stage.index, slot, lines)

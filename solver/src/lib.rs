@@ -77,13 +77,15 @@ pub trait Worker: Send + Sync + 'static {
     /// An op's result: a filesystem snapshot, the context, ...
     type Output: Clone + Send + Sync + 'static;
 
-    /// Content the op reads besides its inputs' keys, as named parts of its key. `source` is
-    /// the output of the input the op reads content from ([`content_input`]: a COPY's source).
-    /// It is called as soon as that input is ready, while the others may still be running.
+    /// Content the op reads besides its inputs' keys, as named parts of its key (a COPY's
+    /// files, the files a RUN bind-mounts from a build context, an image's manifest). `inputs`
+    /// holds the outputs known so far: for an op with a [`content_input`] (a COPY's source)
+    /// only that one, as soon as it is ready, while the others may still be running; for the
+    /// others, all of them.
     fn content(
         &self,
         vertex: &Vertex,
-        source: Option<&Self::Output>,
+        inputs: &[Option<Self::Output>],
     ) -> Result<BTreeMap<String, String>, WorkerError>;
 
     /// The cached result of `key`, if the cache holds one.

@@ -146,22 +146,45 @@ async fn solve_vertex<W: Worker>(
     let vertex = state.definition.graph[id].clone();
     let silent = matches!(vertex.op, Op::Scratch | Op::Context { .. });
 
-    // The content the key reads (a COPY's files) is checksummed as soon as its own input is
-    // ready, while the other inputs (the parent chain) may still be running.
-    let early = crate::content_input(&vertex).and_then(|i| inputs.get(i).cloned());
-    let content_task = {
-        // A failed source is reported below, with the other inputs' errors.
-        let source = match early {
-            Some(future) => future.await.ok().map(|(_, output)| output),
+    // A COPY's files are checksummed as soon as its source is ready, while the parent chain
+    // may still be running; a missing source file fails the build at once.
+    let input_count = inputs.len();
+    let mut early_content = None;
+    if let Some(i) = crate::content_input(&vertex) {
+        if let Some(Ok((_, source))) = match inputs.get(i) {
+            Some(future) => Some(future.clone().await),
             None => None,
-        };
-        let worker = state.worker.clone();
-        let vertex_c = vertex.clone();
-        tokio::task::spawn_blocking(move || worker.content(&vertex_c, source.as_ref()))
-    };
+        } {
+            let mut known: Vec<Option<W::Output>> = vec![None; input_count];
+            known[i] = Some(source);
+            let worker = state.worker.clone();
+            let vertex_c = vertex.clone();
+            let content = tokio::task::spawn_blocking(move || worker.content(&vertex_c, &known))
+                .await
+                .map_err(|e| fail(WorkerError::new(format!("worker panicked: {e}"))))?;
+            match content {
+                Ok(parts) => early_content = Some(parts),
+                Err(error) => {
+                    if !silent {
+                        let number = state.next_number.fetch_add(1, Ordering::Relaxed);
+                        state.reporter.event(Event::Started {
+                            vertex: number,
+                            name: vertex.name.clone(),
+                        });
+                        state.reporter.event(Event::Failed {
+                            vertex: number,
+                            error: error.message.clone(),
+                        });
+                    }
+                    state.worker.cancel_all();
+                    return Err(fail(error));
+                }
+            }
+        }
+    }
 
-    let mut input_keys = Vec::with_capacity(inputs.len());
-    let mut input_outputs = Vec::with_capacity(inputs.len());
+    let mut input_keys = Vec::with_capacity(input_count);
+    let mut input_outputs = Vec::with_capacity(input_count);
     let results = futures::future::join_all(inputs).await;
     // A failed input: report the real failure, not a sibling's cancellation.
     if let Some(error) = results
@@ -175,10 +198,18 @@ async fn solve_vertex<W: Worker>(
         input_keys.push(key);
         input_outputs.push(output);
     }
-    let content = content_task
-        .await
-        .map_err(|e| fail(WorkerError::new(format!("worker panicked: {e}"))))?
-        .map_err(fail)?;
+    let content = match early_content {
+        Some(parts) => parts,
+        None => {
+            let worker = state.worker.clone();
+            let vertex_c = vertex.clone();
+            let known: Vec<Option<W::Output>> = input_outputs.iter().cloned().map(Some).collect();
+            tokio::task::spawn_blocking(move || worker.content(&vertex_c, &known))
+                .await
+                .map_err(|e| fail(WorkerError::new(format!("worker panicked: {e}"))))?
+                .map_err(fail)?
+        }
+    };
     let key_refs: Vec<&CacheKey> = input_keys.iter().collect();
     let key = CacheKey::from_parts(key_parts(&vertex, &key_refs, content));
 

@@ -28,7 +28,7 @@ impl Worker for Fake {
     fn content(
         &self,
         _: &Vertex,
-        _: Option<&String>,
+        _: &[Option<String>],
     ) -> Result<BTreeMap<String, String>, WorkerError> {
         Ok(BTreeMap::new())
     }

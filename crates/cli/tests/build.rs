@@ -678,3 +678,121 @@ fn memory_limit_flags_reach_run_steps_and_an_oom_kill_is_named() {
     let out = p.build(&["--memory", "lots"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("Invalid size `lots`"));
 }
+
+#[test]
+fn heredoc_names_cannot_leave_the_rootfs_and_a_single_one_is_the_destination_file() {
+    let p = Project::new();
+    p.dockerfile(
+        "FROM rbuild-test/busybox:1\nCOPY <<app.conf /etc/app.conf\nsetting=1\napp.conf\n",
+    );
+    let (_, rootfs) = p.build_rootfs(&[]);
+    assert_eq!(read(&rootfs, "etc/app.conf"), "setting=1\n");
+    let victim = p.dir.path().join("victim");
+    std::fs::write(&victim, "untouched").expect("write");
+    p.dockerfile(&format!(
+        "FROM rbuild-test/busybox:1\nCOPY <<{} /tmp/\nowned\n{}\n",
+        victim.display(),
+        victim.display()
+    ));
+    let out = p.build(&[]);
+    assert!(
+        !out.status.success(),
+        "a heredoc named with a path was accepted"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("read"),
+        "untouched",
+        "a heredoc wrote a host file"
+    );
+}
+
+#[test]
+fn a_context_bind_mount_is_keyed_by_the_files_it_shows() {
+    let p = Project::new();
+    p.dockerfile("FROM rbuild-test/busybox:1\nRUN --mount=type=bind,source=src,target=/src cat /src/main.c > /built\n");
+    p.write("src/main.c", "v1\n");
+    let (_, first) = p.build_rootfs(&[]);
+    assert_eq!(read(&first, "built"), "v1\n");
+    p.write("src/main.c", "v2\n");
+    let (progress, second) = p.build_rootfs(&[]);
+    assert_eq!(
+        step_status(&progress, "RUN --mount"),
+        "cache miss: file mount0:src/main.c changed"
+    );
+    assert_eq!(read(&second, "built"), "v2\n");
+}
+
+#[test]
+fn secrets_from_env_and_source_ids_are_mounted_and_never_written_outside() {
+    let p = Project::new();
+    p.dockerfile(
+        "FROM rbuild-test/busybox:1\n\
+         RUN --mount=type=secret,id=token cat /run/secrets/token > /dev/null && echo ok1 > /one\n\
+         RUN --mount=type=secret,source=npmrc,target=/root/.npmrc test -s /root/.npmrc && echo ok2 > /two\n",
+    );
+    let npmrc = p.dir.path().join("npmrc");
+    std::fs::write(&npmrc, "registry=x\n").expect("write");
+    let dest = p.dir.path().join("out-secrets");
+    let out = rbuild()
+        .arg("--root")
+        .arg(&p.root)
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "--network",
+            "none",
+            "--secret",
+            "id=token,env=RBUILD_TEST_TOKEN",
+            "--secret",
+        ])
+        .arg(format!("id=npmrc,src={}", npmrc.display()))
+        .arg("-o")
+        .arg(format!("type=local,dest={}", dest.display()))
+        .arg(&p.ctx)
+        .env("RBUILD_TEST_TOKEN", "t0ps3cret")
+        .output()
+        .expect("build");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read(&dest, "one"), "ok1\n");
+    assert_eq!(read(&dest, "two"), "ok2\n");
+    // Not in the state root (layers, cache, run/), not in the build's output.
+    let leaked = Command::new("grep")
+        .args(["-rl", "t0ps3cret"])
+        .arg(p.dir.path())
+        .output()
+        .expect("grep");
+    let leaked = String::from_utf8_lossy(&leaked.stdout);
+    assert!(
+        leaked.trim().is_empty(),
+        "the env secret reached disk: {leaked}"
+    );
+    let stray = std::fs::read_dir(std::env::temp_dir())
+        .expect("tmp")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("rbuild-secret-")
+        })
+        .count();
+    assert_eq!(stray, 0, "a secret directory was left in the temp dir");
+}
+
+#[test]
+fn add_of_a_plain_file_over_an_existing_file_and_two_directory_sources() {
+    let p = Project::new();
+    p.dockerfile("FROM rbuild-test/busybox:1\nADD app.conf /etc/passwd\nCOPY a/ b/ /merged/\n");
+    p.write("app.conf", "replaced\n");
+    p.write("a/same.txt", "from a\n");
+    p.write("b/same.txt", "from b\n");
+    p.write("b/only-b.txt", "b\n");
+    let (_, rootfs) = p.build_rootfs(&[]);
+    assert_eq!(read(&rootfs, "etc/passwd"), "replaced\n");
+    assert_eq!(read(&rootfs, "merged/same.txt"), "from b\n");
+    assert_eq!(read(&rootfs, "merged/only-b.txt"), "b\n");
+}

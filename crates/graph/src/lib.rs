@@ -101,6 +101,8 @@ pub struct Copy {
     pub excludes: Vec<String>,
     /// ADD: unpack local tar archives.
     pub add: bool,
+    /// ADD `--unpack`: `Some(false)` copies archives as files.
+    pub unpack: Option<bool>,
     /// Whether the source is the build context (uid/gid become 0, .dockerignore applies).
     pub from_context: bool,
 }
@@ -308,6 +310,7 @@ mod tests {
                 chmod: None,
                 excludes: vec![],
                 add: false,
+                unpack: None,
                 from_context: true,
             }),
             vec![dir, ctx],

@@ -30,10 +30,29 @@ pub enum MountSource {
     Empty,
 }
 
+/// Where a secret's bytes come from.
+#[derive(Clone)]
+pub enum SecretValue {
+    /// `--secret id=ID,src=FILE`: read when a step mounts it.
+    File(PathBuf),
+    /// `--secret id=ID,env=VAR`: the value, held in memory only (never written to a file
+    /// outside the step's private runtime directory).
+    Data(Vec<u8>),
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretValue::File(path) => write!(f, "File({})", path.display()),
+            SecretValue::Data(_) => f.write_str("Data(<redacted>)"),
+        }
+    }
+}
+
 /// What the build was given for secrets and ssh (`--secret id=..,src=..`, `--ssh id=socket`).
 #[derive(Debug, Clone, Default)]
 pub struct Secrets {
-    pub secrets: BTreeMap<String, PathBuf>,
+    pub secrets: BTreeMap<String, SecretValue>,
     pub ssh: BTreeMap<String, PathBuf>,
 }
 
@@ -119,7 +138,7 @@ pub fn map_mount(
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default()
             });
-            let Some(path) = secrets.secrets.get(&id) else {
+            let Some(value) = secrets.secrets.get(&id) else {
                 if mount.required {
                     return Err(WorkerError::new(format!(
                         "secret `{id}` is required but was not given (--secret id={id},src=FILE)"
@@ -127,12 +146,15 @@ pub fn map_mount(
                 }
                 return Ok(None);
             };
-            let data = std::fs::read(path).map_err(|e| {
-                WorkerError::new(format!(
-                    "secret `{id}`: cannot read {}: {e}",
-                    path.display()
-                ))
-            })?;
+            let data = match value {
+                SecretValue::Data(bytes) => bytes.clone(),
+                SecretValue::File(path) => std::fs::read(path).map_err(|e| {
+                    WorkerError::new(format!(
+                        "secret `{id}`: cannot read {}: {e}",
+                        path.display()
+                    ))
+                })?,
+            };
             let target = if mount.target.is_empty() {
                 format!("/run/secrets/{id}")
             } else {

@@ -311,7 +311,7 @@ impl LocalWorker {
             }
         };
         let any_wildcard = selected.iter().any(|s| s.wildcard);
-        let mut options = copy::write::WriteOptions {
+        let options = copy::write::WriteOptions {
             dest: dest.clone(),
             chown,
             chmod: op.chmod,
@@ -328,13 +328,13 @@ impl LocalWorker {
             }
         }
         let extract = |entry: &copy::select::Entry,
-                       dir: &std::os::fd::OwnedFd|
+                       make_dir: &dyn Fn() -> Result<std::os::fd::OwnedFd, WorkerError>|
          -> Result<bool, WorkerError> {
-            let Some(kind) = archive_kind(&entry.host) else {
+            if op.unpack == Some(false) || archive_kind(&entry.host).is_none() {
                 return Ok(false);
-            };
-            let _ = kind;
-            let target = fsutil::fd_path(dir)?;
+            }
+            let dir = make_dir()?;
+            let target = fsutil::fd_path(&dir)?;
             let file = std::fs::File::open(&entry.host).map_err(io_err("open the archive"))?;
             let mut apply = rbuild_snapshotter::apply::ApplyOptions::new(
                 rbuild_snapshotter::apply::ApplyMode::Flatten,
@@ -347,19 +347,7 @@ impl LocalWorker {
             Ok(true)
         };
         if !op.inline.is_empty() {
-            // Heredoc sources: written as files named after the heredoc.
-            let dir = fsutil::mkdir_all(&root_fd, &dest, chown.unwrap_or_default())?;
-            for (name, text) in &op.inline {
-                let path = fsutil::fd_path(&dir)?.join(name);
-                std::fs::write(&path, text).map_err(io_err("write a heredoc file"))?;
-                let owner = chown.unwrap_or_default();
-                std::os::unix::fs::chown(&path, Some(owner.uid), Some(owner.gid))
-                    .map_err(io_err("chown a heredoc file"))?;
-                let mode = op.chmod.map(|m| m & 0o777).unwrap_or(0o644);
-                std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
-                    .map_err(io_err("chmod a heredoc file"))?;
-            }
-            options.dest_is_dir = true;
+            write_heredocs(&root_fd, op, &dest, &options)?;
         }
         copy::write::write(
             &root_fd,
@@ -407,6 +395,39 @@ impl LocalWorker {
         Ok((root.select(&op.sources)?, is_context))
     }
 
+    /// Files a RUN bind-mounts from a build context, keyed by content like a COPY's (a
+    /// context's own key is only its name, and the files can change between builds).
+    fn mount_content(
+        &self,
+        exec: &rbuild_graph::Exec,
+        inputs: &[Option<Output>],
+    ) -> Result<BTreeMap<String, String>, WorkerError> {
+        let mut parts = BTreeMap::new();
+        for (i, mount) in exec.mounts.iter().enumerate() {
+            if mount.kind != "bind" {
+                continue;
+            }
+            let Some(Some(Output::Context(name))) =
+                mount.input.map(|n| inputs.get(n).cloned().flatten())
+            else {
+                continue;
+            };
+            let context = self.context(&name)?;
+            let root = SourceRoot {
+                root: &context.dir,
+                ignore: Some(&context.ignore),
+                excludes: None,
+                is_context: true,
+            };
+            let selected = root.select(std::slice::from_ref(&mount.source))?;
+            for (path, digest) in copy::checksum::content_parts(&selected, true, &self.stat_cache)?
+            {
+                parts.insert(format!("mount{i}:{path}"), digest);
+            }
+        }
+        Ok(parts)
+    }
+
     fn run_mkdir(
         &self,
         vertex: &Vertex,
@@ -430,6 +451,71 @@ impl LocalWorker {
         drop(root_fd);
         self.commit(view, key, &inputs[0], &vertex.slot)
     }
+}
+
+/// COPY/ADD heredoc sources (`COPY <<EOF /dest`): each a file named after its heredoc, with
+/// the same destination rules as a file source (a single one to a path not ending in `/` and
+/// not a directory is that file). Written with `*at` calls on a directory opened inside the
+/// rootfs; a name with a `/` (or `.`/`..`) is refused, so no heredoc name can leave it.
+fn write_heredocs(
+    root: &std::os::fd::OwnedFd,
+    op: &rbuild_graph::Copy,
+    dest: &str,
+    options: &copy::write::WriteOptions,
+) -> Result<(), WorkerError> {
+    use rustix::fs::{Mode, OFlags};
+    let owner = options.chown.unwrap_or_default();
+    let dest_is_dir = options.dest_is_dir
+        || fsutil::open_in_root(root, dest, OFlags::PATH | OFlags::DIRECTORY).is_ok();
+    for (name, text) in &op.inline {
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            return Err(WorkerError::new(format!(
+                "invalid heredoc name `{name}`: it must be a plain file name"
+            )));
+        }
+        let (dir_path, file_name) = if dest_is_dir {
+            (dest.trim_end_matches('/').to_string(), name.clone())
+        } else {
+            let trimmed = dest.trim_end_matches('/');
+            let (parent, file) = trimmed.rsplit_once('/').unwrap_or(("", trimmed));
+            (parent.to_string(), file.to_string())
+        };
+        let dir = fsutil::mkdir_all(
+            root,
+            if dir_path.is_empty() { "/" } else { &dir_path },
+            owner,
+        )?;
+        let cname = fsutil::cstr(&file_name)?;
+        fsutil::remove_entry(&dir, &cname).map_err(|e| {
+            WorkerError::new(format!(
+                "heredoc `{name}`: cannot replace `{file_name}`: {e}"
+            ))
+        })?;
+        let fd = rustix::fs::openat(
+            &dir,
+            cname.as_c_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| {
+            WorkerError::new(format!(
+                "heredoc `{name}`: cannot create `{file_name}`: {e}"
+            ))
+        })?;
+        let mut file = std::fs::File::from(fd);
+        std::io::Write::write_all(&mut file, text.as_bytes())
+            .map_err(io_err("write a heredoc file"))?;
+        rustix::fs::fchown(
+            &file,
+            Some(rustix::process::Uid::from_raw(owner.uid)),
+            Some(rustix::process::Gid::from_raw(owner.gid)),
+        )
+        .map_err(|e| WorkerError::new(format!("heredoc `{name}`: chown: {e}")))?;
+        let mode = op.chmod.map(|m| m & 0o777).unwrap_or(0o644);
+        rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))
+            .map_err(|e| WorkerError::new(format!("heredoc `{name}`: chmod: {e}")))?;
+    }
+    Ok(())
 }
 
 fn source_chain(error: &dyn std::error::Error) -> String {
@@ -477,7 +563,7 @@ impl Worker for LocalWorker {
     fn content(
         &self,
         vertex: &Vertex,
-        source: Option<&Output>,
+        inputs: &[Option<Output>],
     ) -> Result<BTreeMap<String, String>, WorkerError> {
         match &vertex.op {
             Op::Image { reference } => {
@@ -488,8 +574,10 @@ impl Worker for LocalWorker {
                 )]))
             }
             Op::Copy(op) => {
-                let source =
-                    source.ok_or_else(|| WorkerError::new("COPY: its source is missing"))?;
+                let source = inputs
+                    .get(op.input)
+                    .and_then(Option::as_ref)
+                    .ok_or_else(|| WorkerError::new("COPY: its source is missing"))?;
                 let mut views = Vec::new();
                 let (selected, is_context) = self.select(op, source, &mut views)?;
                 let parts = copy::checksum::content_parts(&selected, is_context, &self.stat_cache)?;
@@ -502,6 +590,7 @@ impl Worker for LocalWorker {
                 }
                 Ok(parts)
             }
+            Op::Exec(exec) => self.mount_content(exec, inputs),
             _ => Ok(BTreeMap::new()),
         }
     }

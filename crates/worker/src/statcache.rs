@@ -62,8 +62,15 @@ impl StatCache {
 
     fn key(meta: &std::fs::Metadata) -> (String, Entry) {
         let key = format!("{}:{}", meta.dev(), meta.ino());
-        let mtime = meta.mtime() * 1_000_000_000 + meta.mtime_nsec();
-        let ctime = meta.ctime() * 1_000_000_000 + meta.ctime_nsec();
+        // Saturating: an mtime centuries away must not overflow (it only has to compare equal).
+        let mtime = meta
+            .mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(meta.mtime_nsec());
+        let ctime = meta
+            .ctime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(meta.ctime_nsec());
         (key, (meta.size(), mtime, ctime, String::new()))
     }
 

@@ -124,8 +124,24 @@ fn mount_overlay_fsconfig(target: &Path, options: &OverlayOptions<'_>) -> io::Re
 
 /// Unmounts `target` now; fails (EBUSY) while anything still uses it. Used before commit, so a
 /// lingering process can never keep writing into a committed layer.
+///
+/// EBUSY is retried for up to about two seconds: in a multi-threaded builder a sibling step's
+/// sandbox child inherits (close-on-exec) descriptors into this view at its clone and holds
+/// them for the few milliseconds until its exec. A process that really keeps the view busy
+/// (one still writing into the layer) outlasts that and still fails the commit.
 pub(crate) fn unmount_strict(target: &Path) -> io::Result<()> {
-    unmount(target, UnmountFlags::empty()).map_err(io::Error::from)
+    let mut delay = std::time::Duration::from_millis(1);
+    let mut waited = std::time::Duration::ZERO;
+    loop {
+        match unmount(target, UnmountFlags::empty()) {
+            Err(rustix::io::Errno::BUSY) if waited < std::time::Duration::from_secs(2) => {
+                std::thread::sleep(delay);
+                waited += delay;
+                delay = (delay * 2).min(std::time::Duration::from_millis(100));
+            }
+            result => return result.map_err(io::Error::from),
+        }
+    }
 }
 
 /// Detaches the mount at `target` (lazily, so a busy mount does not block cleanup on drop).

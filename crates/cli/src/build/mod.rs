@@ -101,6 +101,7 @@ fn source_date(
     args: &BuildArgs,
     build_args: &BTreeMap<String, String>,
     context: &Path,
+    from_stdin: bool,
 ) -> Result<Option<i64>> {
     match args.timestamp.as_deref() {
         Some("now") => return Ok(None),
@@ -119,10 +120,23 @@ fn source_date(
             anyhow!("Invalid SOURCE_DATE_EPOCH `{value}`: expected seconds since the epoch")
         });
     }
+    if from_stdin {
+        // A tar from stdin carries no trusted repository (its .git/config could run commands).
+        return Ok(Some(0));
+    }
     let git = std::process::Command::new("git")
-        .args(["-C"])
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .args(["-c", "core.fsmonitor=false", "-C"])
         .arg(context)
-        .args(["log", "-1", "--format=%ct", "--", "."])
+        .args([
+            "log",
+            "-1",
+            "--no-show-signature",
+            "--format=%ct",
+            "--",
+            ".",
+        ])
+        .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .output();
     if let Ok(out) = git {
@@ -152,7 +166,8 @@ pub fn parse_size(text: &str) -> Result<u64> {
         "g" => 1 << 30,
         _ => bail!("Invalid size `{text}`: use bytes or a k, m or g suffix"),
     };
-    Ok(n * mult)
+    n.checked_mul(mult)
+        .ok_or_else(|| anyhow!("Invalid size `{text}`: too large"))
 }
 
 fn secrets(args: &BuildArgs) -> Result<Secrets> {
@@ -160,28 +175,29 @@ fn secrets(args: &BuildArgs) -> Result<Secrets> {
     for spec in &args.secrets {
         let mut id = None;
         let mut src = None;
+        let mut data = None;
         for field in spec.split(',') {
             match field.split_once('=') {
                 Some(("id", v)) => id = Some(v.to_string()),
                 Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
                 Some(("env", v)) => {
-                    let value = std::env::var(v).with_context(|| {
+                    // Held in memory: the value never goes to a file outside the step.
+                    let value = std::env::var_os(v).with_context(|| {
                         format!("`--secret {spec}`: the environment has no `{v}`")
                     })?;
-                    let dir =
-                        std::env::temp_dir().join(format!("rbuild-secret-{}", std::process::id()));
-                    std::fs::create_dir_all(&dir)?;
-                    let path = dir.join(v);
-                    std::fs::write(&path, value)?;
-                    src = Some(path);
+                    data = Some(value.as_encoded_bytes().to_vec());
                 }
                 Some(("type", "file" | "env")) => {}
                 _ => bail!("Invalid `--secret {spec}`: expected id=ID,src=FILE or id=ID,env=VAR"),
             }
         }
         let id = id.ok_or_else(|| anyhow!("Invalid `--secret {spec}`: `id=` is missing"))?;
-        let src = src.ok_or_else(|| anyhow!("Invalid `--secret {spec}`: `src=` is missing"))?;
-        out.secrets.insert(id, src);
+        let value = match (src, data) {
+            (Some(path), None) => rbuild_worker::exec::SecretValue::File(path),
+            (None, Some(bytes)) => rbuild_worker::exec::SecretValue::Data(bytes),
+            _ => bail!("Invalid `--secret {spec}`: give exactly one of `src=FILE` and `env=VAR`"),
+        };
+        out.secrets.insert(id, value);
     }
     for spec in &args.ssh {
         let (id, socket) = match spec.split_once('=') {
@@ -314,7 +330,12 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
     let mode = Mode::parse(&args.progress, args.quiet)?;
     let inputs = read_inputs(args, root)?;
     let build_args = crate::debug::parse_build_args(&args.build_args)?;
-    let epoch = source_date(args, &build_args, &inputs.context)?;
+    let epoch = source_date(
+        args,
+        &build_args,
+        &inputs.context,
+        inputs._context_tmp.is_some(),
+    )?;
     let host = Platform::host();
     let mut options = BuildOptions {
         build_args,

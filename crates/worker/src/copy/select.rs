@@ -130,6 +130,16 @@ impl SourceRoot<'_> {
         let fd =
             open_in_root(root_fd, rel, OFlags::PATH).map_err(|_| self.not_found(source, rel))?;
         let host = fd_path(&fd)?;
+        // The rules apply to where the path really leads: `alias/key` through a symlink to an
+        // ignored directory is as ignored as the directory.
+        let real_root = fd_path(root_fd)?;
+        let resolved_rel = host
+            .strip_prefix(&real_root)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if self.ignored(&resolved_rel) {
+            return Err(self.not_found(source, rel));
+        }
         let meta = std::fs::symlink_metadata(&host).map_err(|_| self.not_found(source, rel))?;
         let mut entries = vec![Entry {
             rel: String::new(),
@@ -138,7 +148,7 @@ impl SourceRoot<'_> {
             link_target: None,
         }];
         if entries[0].meta.is_dir() {
-            self.walk(&host, rel, "", &mut entries)?;
+            self.walk(&host, &resolved_rel, "", &mut entries)?;
         }
         Ok(Selected {
             rel: rel.to_string(),
@@ -199,24 +209,26 @@ impl SourceRoot<'_> {
     }
 
     /// Expands a wildcard path component by component (matches sorted, ignored ones dropped).
+    /// Every directory listed is opened inside the root first, so a symlink in the source
+    /// cannot make it list a directory of the host.
     fn glob(&self, pattern: &str) -> Result<Vec<String>, WorkerError> {
+        let root_fd = open_root(self.root)?;
         let mut current = vec![String::new()];
         for component in pattern.split('/') {
             let mut next = Vec::new();
             for base in &current {
-                let dir = if base.is_empty() {
-                    self.root.to_path_buf()
-                } else {
-                    self.root.join(base)
-                };
                 if !has_wildcard(component) {
                     let candidate = join(base, component);
-                    if std::fs::symlink_metadata(self.root.join(&candidate)).is_ok() {
+                    if open_in_root(&root_fd, &candidate, OFlags::PATH).is_ok() {
                         next.push(candidate);
                     }
                     continue;
                 }
-                let Ok(read) = std::fs::read_dir(&dir) else {
+                let Ok(dir_fd) = open_in_root(&root_fd, base, OFlags::PATH | OFlags::DIRECTORY)
+                else {
+                    continue;
+                };
+                let Ok(read) = std::fs::read_dir(fd_path(&dir_fd)?) else {
                     continue;
                 };
                 let mut names: Vec<String> = read

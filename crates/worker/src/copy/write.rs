@@ -36,8 +36,10 @@ pub struct WriteOptions {
     pub dest_is_dir: bool,
 }
 
-/// A file to extract instead of copy (ADD of a local archive).
-pub type Extract<'a> = &'a dyn Fn(&Entry, &OwnedFd) -> Result<bool, WorkerError>;
+/// ADD of a local archive: given the entry and a way to make the destination directory, it
+/// unpacks and returns true, or returns false (without calling `make_dir`) for a plain file.
+pub type Extract<'a> =
+    &'a dyn Fn(&Entry, &dyn Fn() -> Result<OwnedFd, WorkerError>) -> Result<bool, WorkerError>;
 
 /// Copies every selection into the rootfs `root`.
 pub fn write(
@@ -49,9 +51,10 @@ pub fn write(
     let created_owner = options.chown.unwrap_or_default();
     let dest = options.dest.trim_end_matches('/');
     let dest = if dest.is_empty() { "/" } else { dest };
-    let dest_exists_as_dir =
-        crate::fsutil::open_in_root(root, dest, OFlags::PATH | OFlags::DIRECTORY).is_ok();
     for selection in selected {
+        // Checked again for every source: an earlier one may just have made it.
+        let dest_exists_as_dir =
+            crate::fsutil::open_in_root(root, dest, OFlags::PATH | OFlags::DIRECTORY).is_ok();
         let top = &selection.entries[0];
         if selection.is_dir() {
             let dir = mkdir_all(root, dest, created_owner)?;
@@ -81,9 +84,9 @@ pub fn write(
             )
         };
         if let Some(extract) = extract {
-            // ADD: an archive is unpacked into the destination directory.
-            let target_dir = mkdir_all(root, dest, created_owner)?;
-            if extract(top, &target_dir)? {
+            // ADD: an archive is unpacked into the destination directory (made only then).
+            let make_dir = || mkdir_all(root, dest, created_owner);
+            if extract(top, &make_dir)? {
                 continue;
             }
         }
