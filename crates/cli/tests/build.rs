@@ -796,3 +796,23 @@ fn add_of_a_plain_file_over_an_existing_file_and_two_directory_sources() {
     assert_eq!(read(&rootfs, "merged/same.txt"), "from b\n");
     assert_eq!(read(&rootfs, "merged/only-b.txt"), "b\n");
 }
+
+#[test]
+fn a_writable_bind_of_the_context_is_refused_and_the_files_stay_untouched() {
+    let p = Project::new();
+    p.write("keep.txt", "mine\n");
+    p.dockerfile(
+        "FROM rbuild-test/busybox:1\nRUN --mount=type=bind,target=/ctx,rw rm -f /ctx/keep.txt\n",
+    );
+    let out = p.build(&[]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("writable (rw) bind of the build context")
+    );
+    assert_eq!(read(&p.ctx, "keep.txt"), "mine\n");
+    // Read-only (the default) works, and the step cannot write through it.
+    p.dockerfile("FROM rbuild-test/busybox:1\nRUN --mount=type=bind,target=/ctx cat /ctx/keep.txt > /seen && ! rm /ctx/keep.txt 2>/dev/null\n");
+    let (_, rootfs) = p.build_rootfs(&[]);
+    assert_eq!(read(&rootfs, "seen"), "mine\n");
+    assert_eq!(read(&p.ctx, "keep.txt"), "mine\n");
+}

@@ -24,7 +24,9 @@ pub struct Held {
 /// Where a bind mount's source lives.
 #[derive(Debug)]
 pub enum MountSource {
-    /// A host directory (the context, or a view of a stage).
+    /// A build context: the user's own directory, never writable by a step.
+    Context(PathBuf),
+    /// A host directory (a view of a stage).
     Dir(PathBuf),
     /// The empty filesystem (`from=scratch`).
     Empty,
@@ -86,7 +88,15 @@ pub fn map_mount(
     match mount.kind.as_str() {
         "bind" => {
             let root = match source {
-                Some(MountSource::Dir(dir)) => dir,
+                Some(MountSource::Context(_)) if !mount.readonly => {
+                    return Err(WorkerError::new(format!(
+                        "bind mount at `{}`: a writable (rw) bind of the build context is not supported yet: \
+                         the step would write into your own files (BuildKit throws such writes away); \
+                         drop `rw`, or COPY the files in first",
+                        mount.target
+                    )))
+                }
+                Some(MountSource::Context(dir)) | Some(MountSource::Dir(dir)) => dir,
                 Some(MountSource::Empty) | None => {
                     return Err(WorkerError::new(format!(
                         "bind mount at `{}`: its source is empty",

@@ -232,12 +232,18 @@ impl LocalWorker {
         let mut mounts = Vec::new();
         for (i, mount) in exec.mounts.iter().enumerate() {
             let source = match mount.input {
-                Some(input) => Some(match self.source_dir(&inputs[input], &mut held.views)? {
-                    Some(dir) => MountSource::Dir(dir),
-                    None => MountSource::Empty,
-                }),
+                Some(input) => Some(
+                    match (
+                        &inputs[input],
+                        self.source_dir(&inputs[input], &mut held.views)?,
+                    ) {
+                        (Output::Context(_), Some(dir)) => MountSource::Context(dir),
+                        (_, Some(dir)) => MountSource::Dir(dir),
+                        (_, None) => MountSource::Empty,
+                    },
+                ),
                 None if mount.kind == "bind" => {
-                    Some(MountSource::Dir(self.context("context")?.dir.clone()))
+                    Some(MountSource::Context(self.context("context")?.dir.clone()))
                 }
                 None => None,
             };
