@@ -7,21 +7,7 @@ use anyhow::{anyhow, bail, Result};
 use rbuild_worker::gc;
 
 use crate::args::PruneArgs;
-
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+use crate::images::human_size as human;
 
 pub fn du(root: &Path) -> Result<()> {
     let usage = gc::usage(root).map_err(|e| anyhow!(e))?;

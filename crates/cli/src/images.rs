@@ -117,7 +117,8 @@ pub fn save(root: &Path, name: &str, output: &Path) -> Result<()> {
     Ok(())
 }
 
-fn human_size(bytes: u64) -> String {
+/// `1.5MB`, as `docker images` prints sizes.
+pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
     let mut value = bytes as f64;
     let mut unit = 0;

@@ -8,6 +8,7 @@ use rbuild_sandbox::{Cancel, OutputSink, StepSpec, Stream};
 use rbuild_worker::LocalWorker;
 
 use crate::args::RunArgs;
+use crate::build::strings;
 
 struct Passthrough;
 
@@ -25,17 +26,6 @@ impl OutputSink for Passthrough {
             }
         };
     }
-}
-
-fn strings(value: &serde_json::Value) -> Vec<String> {
-    value
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Runs the image; returns its exit code.

@@ -86,25 +86,12 @@ impl ImageConfig {
     }
 
     fn env(&self) -> Vec<String> {
-        self.doc["config"]["Env"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
+        strings(&self.doc["config"]["Env"])
     }
 
     fn shell(&self) -> Vec<String> {
-        self.doc["config"]["Shell"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .filter(|s: &Vec<String>| !s.is_empty())
+        Some(strings(&self.doc["config"]["Shell"]))
+            .filter(|s| !s.is_empty())
             .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
     }
 
@@ -274,6 +261,18 @@ impl ImageConfig {
         self.doc["created"] = json!(created);
         Ok(rbuild_oci::canonical::to_vec(&self.doc)?)
     }
+}
+
+/// The strings of a JSON array (`[]` for anything else): Env, Cmd, Shell, OnBuild, ...
+pub fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// RFC 3339 UTC time of a unix timestamp (what `created` fields hold).

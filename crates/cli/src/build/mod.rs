@@ -23,7 +23,7 @@ use rbuild_worker::{BuildContext, LocalWorker, Output, WorkerOptions};
 use crate::args::BuildArgs;
 use crate::render::SourceError;
 
-pub use config::rfc3339;
+pub use config::{rfc3339, strings};
 use progress::{Mode, Progress};
 
 /// Exit status of a build stopped by Ctrl-C or SIGTERM.
@@ -289,31 +289,19 @@ fn base_image(config: &[u8]) -> BaseImage {
     let doc: serde_json::Value = serde_json::from_slice(config).unwrap_or_default();
     let runtime = &doc["config"];
     BaseImage {
-        env: runtime["Env"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str())
-                    .map(|e| {
-                        let (k, v) = e.split_once('=').unwrap_or((e, ""));
-                        (k.to_string(), v.to_string())
-                    })
-                    .collect()
+        env: strings(&runtime["Env"])
+            .into_iter()
+            .map(|e| {
+                let (k, v) = e.split_once('=').unwrap_or((&e, ""));
+                (k.to_string(), v.to_string())
             })
-            .unwrap_or_default(),
+            .collect(),
         working_dir: runtime["WorkingDir"]
             .as_str()
             .unwrap_or_default()
             .to_string(),
         user: runtime["User"].as_str().unwrap_or_default().to_string(),
-        onbuild: runtime["OnBuild"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        onbuild: strings(&runtime["OnBuild"]),
     }
 }
 

@@ -254,14 +254,7 @@ fn copy_entry(
         rustix::fs::symlinkat(target.as_c_str(), &parent.fd, name.as_c_str())
             .map_err(|e| fail("create the symlink", name, e))?;
         if needs_chown {
-            rustix::fs::chownat(
-                &parent.fd,
-                name.as_c_str(),
-                Some(rustix::process::Uid::from_raw(uid)),
-                Some(rustix::process::Gid::from_raw(gid)),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(|e| fail("chown", name, e))?;
+            chown_nofollow(parent, name, uid, gid)?;
         }
         let _ = rustix::fs::utimensat(
             &parent.fd,
@@ -325,14 +318,7 @@ fn copy_entry(
         Err(Errno::PERM) => return Ok(()),
         Err(e) => return Err(fail("create", name, e)),
     }
-    rustix::fs::chownat(
-        &parent.fd,
-        name.as_c_str(),
-        Some(rustix::process::Uid::from_raw(uid)),
-        Some(rustix::process::Gid::from_raw(gid)),
-        AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .map_err(|e| fail("chown", name, e))?;
+    chown_nofollow(parent, name, uid, gid)?;
     rustix::fs::chmodat(
         &parent.fd,
         name.as_c_str(),
@@ -341,6 +327,18 @@ fn copy_entry(
     )
     .map_err(|e| fail("chmod", name, e))?;
     Ok(())
+}
+
+/// chown of `name` in `parent` itself (a symlink is not followed).
+fn chown_nofollow(parent: &DirInfo, name: &CString, uid: u32, gid: u32) -> Result<(), WorkerError> {
+    rustix::fs::chownat(
+        &parent.fd,
+        name.as_c_str(),
+        Some(rustix::process::Uid::from_raw(uid)),
+        Some(rustix::process::Gid::from_raw(gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| fail("chown", name, e))
 }
 
 /// Owner, then mode (chown clears setuid bits), then times, on an open file or directory.
