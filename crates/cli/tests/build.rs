@@ -816,3 +816,43 @@ fn a_writable_bind_of_the_context_is_refused_and_the_files_stay_untouched() {
     assert_eq!(read(&rootfs, "seen"), "mine\n");
     assert_eq!(read(&p.ctx, "keep.txt"), "mine\n");
 }
+
+#[test]
+fn prune_sweeps_what_killed_builds_left() {
+    let p = Project::new();
+    p.dockerfile("FROM rbuild-test/busybox:1\nRUN true\n");
+    p.build_ok(&[]);
+    // What a kill -9 leaves: an unpack staging dir and a stdin context of a dead pid (this
+    // test's pid space never reaches 4194304, the kernel's maximum).
+    let dead = 4_194_304;
+    let unpack = p
+        .root
+        .join(format!("snapshots-v1/unpack/layer-{dead}-x/fs"));
+    let context = p.root.join(format!("context-{dead}-y"));
+    let active = p.root.join(format!("snapshots-v1/active/{dead}-z/upper"));
+    for dir in [&unpack, &context, &active] {
+        std::fs::create_dir_all(dir).expect("mkdir");
+    }
+    let out = rbuild()
+        .arg("--root")
+        .arg(&p.root)
+        .arg("prune")
+        .output()
+        .expect("prune");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("3 stale"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for dir in [&unpack, &context, &active] {
+        assert!(!dir.exists(), "{} survived prune", dir.display());
+    }
+    // Without --all the build cache itself stays.
+    let progress = p.build_ok(&[]);
+    assert_eq!(step_status(&progress, "RUN true"), "CACHED");
+}

@@ -160,6 +160,9 @@ pub fn prune(
         stale: snapshots.remove_stale().map_err(|e| e.to_string())?,
         ..PruneReport::default()
     };
+    // Layer unpacking and stdin contexts of killed builds (`<what>-<pid>-<random>`).
+    report.stale += remove_dead_pid_dirs(&state_root.join("snapshots-v1/unpack"), "layer-");
+    report.stale += remove_dead_pid_dirs(state_root, "context-");
     let _ = content.clean_ingest(Duration::from_secs(3600));
 
     let now = SystemTime::now()
@@ -258,6 +261,30 @@ pub fn prune(
         report.bytes += remove_cache_mounts(&state_root.join("cache-mounts-v1"));
     }
     Ok(report)
+}
+
+/// Removes the `<prefix><pid>-*` directories in `dir` whose process is gone.
+fn remove_dead_pid_dirs(dir: &Path, prefix: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(prefix)
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid.to_string()).exists()
+            && std::fs::remove_dir_all(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Blob digests named by the layer memos of a snapshot directory.

@@ -60,7 +60,7 @@ fn read_inputs(args: &BuildArgs, root: &Path) -> Result<Inputs> {
         std::fs::create_dir_all(root)
             .with_context(|| format!("Failed to create {}", root.display()))?;
         let dir = tempfile::Builder::new()
-            .prefix("context-")
+            .prefix(&format!("context-{}-", std::process::id()))
             .tempdir_in(root)
             .context("Failed to make a context directory")?;
         let mut options = rbuild_snapshotter::apply::ApplyOptions::new(
