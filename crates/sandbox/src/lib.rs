@@ -279,12 +279,7 @@ impl Sandbox {
             .find_map(|e| e.strip_prefix("PATH="))
             .unwrap_or(DEFAULT_PATH)
             .to_string();
-        let exec_path = rootfs
-            .find_executable(&spec.args[0], &search_path, &spec.cwd)
-            .ok_or_else(|| SandboxError::ExecutableNotFound {
-                name: spec.args[0].clone(),
-                path: search_path.clone(),
-            })?;
+        let candidates = exec_candidates(&spec.args[0], &search_path);
 
         // Only the supplementary groups: BuildKit (dockerd 20.10, the golden corpus' reference)
         // does not add the primary gid, so `id` shows no `groups=` for a user without any.
@@ -309,7 +304,11 @@ impl Sandbox {
                 capabilities::default_mask() & self.own_capabilities
             },
             last_cap: self.last_cap,
-            exec_path: cstring(exec_path.as_bytes())?,
+            exec_candidates: candidates
+                .iter()
+                .map(|c| cstring(c.as_bytes()))
+                .collect::<Result<_, _>>()?,
+            search_path: search_path.clone(),
             argv: CStringArray::new(
                 spec.args
                     .iter()
@@ -418,6 +417,19 @@ fn sweep_stale_step_dirs(runtime_dir: &Path) {
             let _ = fs::remove_dir_all(entry.path());
         }
     }
+}
+
+/// Where the child looks for `argv[0]`, in order, as execvp(3) does: the name itself when it
+/// has a `/`, else each PATH directory (an empty one meaning the working directory). The
+/// child tries them after its mounts are in place, so a tool a `RUN --mount` provides is found.
+fn exec_candidates(name: &str, path: &str) -> Vec<String> {
+    if name.contains('/') {
+        return vec![name.to_string()];
+    }
+    path.split(':')
+        .map(|dir| if dir.is_empty() { "." } else { dir })
+        .map(|dir| format!("{}/{}", dir.trim_end_matches('/'), name))
+        .collect()
 }
 
 fn validate(spec: &StepSpec) -> Result<(), SandboxError> {

@@ -100,9 +100,19 @@ pub(crate) struct ChildPlan {
     /// Capabilities kept in the bounding set and, for root, permitted and effective.
     pub capabilities: u64,
     pub last_cap: u32,
-    pub exec_path: CString,
+    /// Paths to try for `argv[0]`, in order (execvp's search, see `exec_candidates`).
+    pub exec_candidates: Vec<CString>,
+    /// The PATH searched, for the error when no candidate exists.
+    pub search_path: String,
     pub argv: CStringArray,
     pub envp: CStringArray,
+}
+
+impl ChildPlan {
+    /// argv[0], for messages.
+    pub(crate) fn argv_0(&self) -> Option<String> {
+        self.argv.first().map(|s| s.to_string_lossy().into_owned())
+    }
 }
 
 /// A NULL-terminated `char *[]` over strings it owns (for execve).
@@ -120,6 +130,11 @@ impl CStringArray {
             _strings: strings,
             pointers,
         }
+    }
+
+    /// The first string.
+    pub(crate) fn first(&self) -> Option<&CString> {
+        self._strings.first()
     }
 
     /// The pointer array, NULL-terminated. Valid as long as `self` lives (a CString's buffer
@@ -177,7 +192,10 @@ pub(crate) mod stage {
             GID => format!("switch to gid {}", plan.gid),
             UID => format!("switch to uid {}", plan.uid),
             STDIO => "set up stdin/stdout/stderr".into(),
-            EXEC => format!("exec {}", plan.exec_path.to_string_lossy()),
+            EXEC => format!(
+                "exec {}",
+                plan.argv_0().unwrap_or_else(|| "the command".into())
+            ),
             CGROUP_NS => "create the cgroup namespace".into(),
             KEYRING => "join a new session keyring".into(),
             CLOSE_FDS => "mark inherited descriptors close-on-exec".into(),

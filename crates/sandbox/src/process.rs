@@ -132,6 +132,12 @@ pub(crate) fn run(
     drop(parent.error);
     if let Some((stage_number, errno)) = setup {
         guard.kill_and_reap();
+        if stage_number == stage::EXEC && errno == libc::ENOENT {
+            return Err(SandboxError::ExecutableNotFound {
+                name: plan.argv_0().unwrap_or_default(),
+                path: plan.search_path.clone(),
+            });
+        }
         return Err(SandboxError::Setup {
             stage: stage::describe(stage_number, plan),
             source: std::io::Error::from_raw_os_error(errno),

@@ -196,38 +196,6 @@ impl Rootfs {
             .map_err(|e| SandboxError::Io(format!("read {path} in the rootfs"), e))?;
         Ok(Some(data))
     }
-
-    /// Finds `name` the way execve's PATH search inside the container would: the first
-    /// `dir/name` in `path` that is an executable regular file (after symlinks, inside the
-    /// rootfs). A name with a `/` is taken as is (relative to `cwd`).
-    pub(crate) fn find_executable(&self, name: &str, path: &str, cwd: &str) -> Option<String> {
-        if name.contains('/') {
-            return Some(if name.starts_with('/') {
-                name.to_string()
-            } else {
-                format!("{}/{}", cwd.trim_end_matches('/'), name)
-            });
-        }
-        path.split(':')
-            .map(|dir| if dir.is_empty() { "." } else { dir })
-            .map(|dir| {
-                if dir.starts_with('/') {
-                    format!("{}/{}", dir.trim_end_matches('/'), name)
-                } else {
-                    format!("{}/{}/{}", cwd.trim_end_matches('/'), dir, name)
-                }
-            })
-            .find(|candidate| self.is_executable(candidate))
-    }
-
-    fn is_executable(&self, path: &str) -> bool {
-        let Ok(fd) = self.open_rel(path.trim_start_matches('/')) else {
-            return false;
-        };
-        rustix::fs::fstat(&fd)
-            .map(|s| s.st_mode & 0o170000 == 0o100000 && s.st_mode & 0o111 != 0)
-            .unwrap_or(false)
-    }
 }
 
 fn create(parent: &OwnedFd, name: &CString, kind: Kind) -> Result<(), Errno> {

@@ -164,3 +164,29 @@ fn output_is_streamed_line_by_line_as_it_is_written() {
         sink.lines
     );
 }
+
+#[test]
+fn a_tool_only_a_mount_provides_is_found_through_path() {
+    let fx = Fixture::new();
+    let view = fx.view();
+    let tools = fx.path("tools");
+    std::fs::create_dir_all(&tools).expect("mkdir");
+    std::fs::write(
+        tools.join("hello-tool"),
+        "#!/bin/sh\necho from the mounted tool\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(
+        tools.join("hello-tool"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let mut spec = fx.spec(&view, vec!["hello-tool".into()]);
+    spec.env = vec!["PATH=/usr/bin:/opt/tools:/bin".into()];
+    spec.mounts.push(rbuild_sandbox::Mount::Bind {
+        source: tools,
+        target: "/opt/tools".into(),
+        readonly: true,
+    });
+    assert_eq!(fx.sh_ok(&spec), "from the mounted tool\n");
+}

@@ -23,8 +23,20 @@ pub(crate) fn enter(plan: &ChildPlan, fds: &ChildFds) -> ! {
     let error = fds.error.as_fd();
     match setup(plan, fds) {
         Ok(()) => {
-            let errno = super::execve(&plan.exec_path, plan.argv.as_ptrs(), plan.envp.as_ptrs());
-            report(error, stage::EXEC, errno)
+            // execvp's search: a missing candidate (or one in a missing or unreadable
+            // directory) moves on to the next; any other failure is the answer.
+            let mut result = libc::ENOENT;
+            for candidate in &plan.exec_candidates {
+                match super::execve(candidate, plan.argv.as_ptrs(), plan.envp.as_ptrs()) {
+                    libc::ENOENT | libc::ENOTDIR => {}
+                    libc::EACCES => result = libc::EACCES,
+                    other => {
+                        result = other;
+                        break;
+                    }
+                }
+            }
+            report(error, stage::EXEC, result)
         }
         Err((stage, errno)) => report(error, stage, errno.raw_os_error()),
     }
