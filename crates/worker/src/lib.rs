@@ -13,6 +13,7 @@ pub mod fsutil;
 pub mod gc;
 pub mod image;
 pub mod index;
+pub mod layers;
 pub mod statcache;
 
 use std::collections::BTreeMap;
@@ -58,6 +59,16 @@ pub struct WorkerOptions {
     pub slot_prefix: String,
 }
 
+/// Which layers the export will need, written as soon as their step commits (overlapping the
+/// steps still running) instead of all at the end.
+#[derive(Debug, Clone)]
+pub struct EagerLayers {
+    pub compression: rbuild_snapshotter::layer::Compression,
+    pub source_date_epoch: Option<i64>,
+    /// The stages whose snapshots make the image's layers.
+    pub stages: std::collections::BTreeSet<usize>,
+}
+
 /// Runs ops against one state root.
 #[derive(Debug)]
 pub struct LocalWorker {
@@ -76,6 +87,9 @@ pub struct LocalWorker {
     resolved: Mutex<BTreeMap<String, image::ResolvedImage>>,
     /// Context selections made for a COPY's key, reused when the COPY runs (by vertex digest).
     selections: Mutex<BTreeMap<String, std::sync::Arc<Vec<copy::select::Selected>>>>,
+    /// Layers to write in the background as soon as their snapshot is committed.
+    eager_layers: Option<EagerLayers>,
+    background: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Held (shared) for the worker's life: prune waits until no build runs.
     _gc_lock: gc::BuildLock,
 }
@@ -107,6 +121,8 @@ impl LocalWorker {
             cancel: Cancel::new().map_err(|x| e(&x))?,
             resolved: Mutex::new(BTreeMap::new()),
             selections: Mutex::new(BTreeMap::new()),
+            eager_layers: None,
+            background: Mutex::new(Vec::new()),
             _gc_lock: gc_lock,
         })
     }
@@ -128,9 +144,52 @@ impl LocalWorker {
         Ok(resolved)
     }
 
-    /// Saves what must outlive the build (the stat cache).
+    /// Writes the layers of `layers.stages` in the background as their steps commit.
+    pub fn set_eager_layers(&mut self, layers: EagerLayers) {
+        self.eager_layers = Some(layers);
+    }
+
+    /// Waits for the background layer writes and saves what must outlive the build (the stat
+    /// cache).
     pub fn finish(&self) {
+        let handles = self
+            .background
+            .lock()
+            .map(|mut h| std::mem::take(&mut *h))
+            .unwrap_or_default();
+        for handle in handles {
+            let _ = handle.join();
+        }
         let _ = self.stat_cache.save();
+    }
+
+    fn write_layer_soon(&self, stage: Option<usize>, id: &SnapshotId) {
+        let Some(eager) = &self.eager_layers else {
+            return;
+        };
+        if !stage.is_some_and(|s| eager.stages.contains(&s)) {
+            return;
+        }
+        let (root, id, eager) = (self.root.clone(), id.clone(), eager.clone());
+        let handle = std::thread::Builder::new()
+            .name("layer".into())
+            .spawn(move || {
+                // Best effort: the export writes it itself if this fails.
+                if let (Ok(snapshots), Ok(content)) =
+                    (Snapshotter::open(&root), ContentStore::open(&root))
+                {
+                    let _ = layers::step_layer(
+                        &snapshots,
+                        &content,
+                        &id,
+                        eager.compression,
+                        eager.source_date_epoch,
+                    );
+                }
+            });
+        if let (Ok(handle), Ok(mut all)) = (handle, self.background.lock()) {
+            all.push(handle);
+        }
     }
 
     pub fn sandbox(&self) -> &Sandbox {
@@ -182,8 +241,9 @@ impl LocalWorker {
         view: View,
         key: &CacheKey,
         parent: &Output,
-        slot: &str,
+        vertex: &Vertex,
     ) -> Result<Output, WorkerError> {
+        let slot = vertex.slot.as_str();
         let parent = match parent {
             Output::Rootfs(id) => id.clone(),
             Output::Context(_) => None,
@@ -211,6 +271,7 @@ impl LocalWorker {
         self.index
             .put_parts(&self.slot(slot), &key.parts)
             .map_err(io_err("write the cache index"))?;
+        self.write_layer_soon(vertex.stage, &id);
         Ok(Output::Rootfs(Some(id)))
     }
 
@@ -282,7 +343,7 @@ impl LocalWorker {
         if !outcome.success() {
             return Err(WorkerError::new(outcome.failure_message(&exec.args)));
         }
-        self.commit(view, key, &inputs[0], &vertex.slot)
+        self.commit(view, key, &inputs[0], vertex)
     }
 
     fn run_copy(
@@ -364,7 +425,7 @@ impl LocalWorker {
         drop(root_fd);
         drop(selected);
         drop(views);
-        self.commit(view, key, &inputs[0], &vertex.slot)
+        self.commit(view, key, &inputs[0], vertex)
     }
 
     fn select(
@@ -455,7 +516,7 @@ impl LocalWorker {
         let root_fd = fsutil::open_root(view.root())?;
         fsutil::mkdir_all(&root_fd, &op.path, owner)?;
         drop(root_fd);
-        self.commit(view, key, &inputs[0], &vertex.slot)
+        self.commit(view, key, &inputs[0], vertex)
     }
 }
 

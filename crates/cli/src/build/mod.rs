@@ -429,6 +429,31 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
         cpu_slots: std::thread::available_parallelism().map_or(2, |n| n.get()),
     };
 
+    let outputs = args
+        .outputs
+        .iter()
+        .map(|o| rbuild_exporter::output::parse_output(o).map_err(|e| anyhow!("{e}")))
+        .collect::<Result<Vec<_>>>()?;
+    // Layers are compressed for image outputs (gzip unless `compression=` says otherwise); an
+    // image only named into the local store keeps plain tar layers: hashing them costs a tenth
+    // of compressing them, and `rbuild save`/`docker load` read them as they are.
+    let compression = outputs
+        .iter()
+        .find(|o| {
+            matches!(
+                o.kind,
+                rbuild_exporter::output::OutputKind::Oci
+                    | rbuild_exporter::output::OutputKind::Docker
+            )
+        })
+        .map_or(Compression::Uncompressed, |o| o.compression);
+    // The image's layers (the target's stage chain) are written as their steps commit.
+    let mut worker = worker;
+    worker.set_eager_layers(rbuild_worker::EagerLayers {
+        compression,
+        source_date_epoch: epoch,
+        stages: config::stage_chain(&plan).0.into_iter().collect(),
+    });
     let worker = Arc::new(worker);
     let progress = Arc::new(Progress::new(mode));
     progress.note(&format!(
@@ -536,24 +561,6 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
         image_config.apply(&step, &created);
     }
 
-    let outputs = args
-        .outputs
-        .iter()
-        .map(|o| rbuild_exporter::output::parse_output(o).map_err(|e| anyhow!("{e}")))
-        .collect::<Result<Vec<_>>>()?;
-    // Layers are compressed for image outputs (gzip unless `compression=` says otherwise); an
-    // image only named into the local store keeps plain tar layers: hashing them costs a tenth
-    // of compressing them, and `rbuild save`/`docker load` read them as they are.
-    let compression = outputs
-        .iter()
-        .find(|o| {
-            matches!(
-                o.kind,
-                rbuild_exporter::output::OutputKind::Oci
-                    | rbuild_exporter::output::OutputKind::Docker
-            )
-        })
-        .map_or(Compression::Uncompressed, |o| o.compression);
     let mut known = HashMap::new();
     for reference in resolved_image_refs(&plan, &named) {
         if let Ok(image) = worker.resolve_image(&reference) {
@@ -655,7 +662,7 @@ fn write_output(
     let dest = output.dest.clone().ok_or_else(|| anyhow!("`type=docker` without `dest=` loads into an engine, which is not supported yet (issue 6): add `dest=FILE`"))?;
     let blobs = layers
         .iter()
-        .map(export::Layer::blob)
+        .map(export::blob)
         .collect::<Result<Vec<_>>>()?;
     let mut names = output.names.clone();
     if names.is_empty() {
