@@ -40,6 +40,13 @@ impl Project {
         Project { dir, root, ctx }
     }
 
+    /// `rbuild --root <this project's state root>`.
+    fn rbuild(&self) -> Command {
+        let mut command = rbuild();
+        command.arg("--root").arg(&self.root);
+        command
+    }
+
     fn write(&self, rel: &str, text: &str) {
         let path = self.ctx.join(rel);
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
@@ -52,9 +59,7 @@ impl Project {
 
     /// Builds with plain progress; returns the output.
     fn build(&self, args: &[&str]) -> Output {
-        rbuild()
-            .arg("--root")
-            .arg(&self.root)
+        self.rbuild()
             .args(["build", "--progress", "plain", "--network", "none"])
             .args(args)
             .arg(&self.ctx)
@@ -378,9 +383,8 @@ fn independent_stages_run_at_the_same_time() {
          FROM rbuild-test/busybox:1 AS two\nRUN sleep 0.5 # two\n\
          FROM rbuild-test/busybox:1\nCOPY --from=one /etc/passwd /one\nCOPY --from=two /etc/passwd /two\n",
     );
-    let out = rbuild()
-        .arg("--root")
-        .arg(&p.root)
+    let out = p
+        .rbuild()
         .args(["build", "--progress", "rawjson", "--network", "none"])
         .arg(&p.ctx)
         .output()
@@ -416,9 +420,8 @@ fn independent_stages_run_at_the_same_time() {
 fn interrupting_a_build_exits_130_and_leaves_nothing_running() {
     let p = Project::new();
     p.dockerfile("FROM rbuild-test/busybox:1\nRUN echo started && sleep 41.5\n");
-    let mut child = rbuild()
-        .arg("--root")
-        .arg(&p.root)
+    let mut child = p
+        .rbuild()
         .args(["build", "--progress", "plain", "--network", "none"])
         .arg(&p.ctx)
         .stderr(Stdio::piped())
@@ -455,17 +458,15 @@ fn rbuild_run_runs_what_was_built() {
     let p = Project::new();
     p.dockerfile("FROM rbuild-test/busybox:1\nENV WHO=world\nCMD [\"/bin/sh\", \"-c\", \"echo hello $WHO; exit 4\"]\n");
     p.build_ok(&["-t", "test/hello:1"]);
-    let out = rbuild()
-        .arg("--root")
-        .arg(&p.root)
+    let out = p
+        .rbuild()
         .args(["run", "--rm", "test/hello:1"])
         .output()
         .expect("run");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello world\n");
     assert_eq!(out.status.code(), Some(4));
-    let out = rbuild()
-        .arg("--root")
-        .arg(&p.root)
+    let out = p
+        .rbuild()
         .args(["run", "test/hello:1", "cat", "/etc/hostname"])
         .output()
         .expect("run");
@@ -485,9 +486,8 @@ fn dockerfile_and_context_can_come_from_stdin() {
     let dockerfile = p.dir.path().join("Dockerfile.stdin");
     std::fs::write(&dockerfile, "FROM rbuild-test/busybox:1\nCOPY data.txt /\n").expect("write");
     let dest = p.dir.path().join("out");
-    let mut child = rbuild()
-        .arg("--root")
-        .arg(&p.root)
+    let mut child = p
+        .rbuild()
         .args(["build", "--progress", "quiet", "-f"])
         .arg(&dockerfile)
         .arg("-o")
@@ -535,9 +535,8 @@ fn prune_waits_for_running_builds_and_keeps_images_usable() {
     p.build_ok(&["-t", "test/pruned:1"]);
     // A build in progress holds the GC lock: prune waits for it.
     p.dockerfile("FROM rbuild-test/busybox:1\nRUN echo slow && sleep 1.5 && echo done > /slow\n");
-    let mut slow = rbuild()
-        .arg("--root")
-        .arg(&p.root)
+    let mut slow = p
+        .rbuild()
         .args(["build", "--progress", "plain", "--network", "none"])
         .arg(&p.ctx)
         .stderr(Stdio::piped())
@@ -550,12 +549,7 @@ fn prune_waits_for_running_builds_and_keeps_images_usable() {
             break;
         }
     }
-    let prune = rbuild()
-        .arg("--root")
-        .arg(&p.root)
-        .args(["prune", "--all"])
-        .output()
-        .expect("prune");
+    let prune = p.rbuild().args(["prune", "--all"]).output().expect("prune");
     assert!(
         prune.status.success(),
         "{}",
@@ -570,21 +564,15 @@ fn prune_waits_for_running_builds_and_keeps_images_usable() {
         slow.wait().expect("wait").success(),
         "the build running during prune failed"
     );
-    let du = rbuild()
-        .arg("--root")
-        .arg(&p.root)
-        .arg("du")
-        .output()
-        .expect("du");
+    let du = p.rbuild().arg("du").output().expect("du");
     let du = String::from_utf8_lossy(&du.stdout);
     assert!(
         du.lines()
             .any(|l| l.starts_with("snapshots") && l.split_whitespace().nth(1) == Some("0")),
         "{du}"
     );
-    let run = rbuild()
-        .arg("--root")
-        .arg(&p.root)
+    let run = p
+        .rbuild()
         .args(["run", "test/pruned:1"])
         .output()
         .expect("run");
@@ -733,9 +721,8 @@ fn secrets_from_env_and_source_ids_are_mounted_and_never_written_outside() {
     let npmrc = p.dir.path().join("npmrc");
     std::fs::write(&npmrc, "registry=x\n").expect("write");
     let dest = p.dir.path().join("out-secrets");
-    let out = rbuild()
-        .arg("--root")
-        .arg(&p.root)
+    let out = p
+        .rbuild()
         .args([
             "build",
             "--progress",
@@ -833,12 +820,7 @@ fn prune_sweeps_what_killed_builds_left() {
     for dir in [&unpack, &context, &active] {
         std::fs::create_dir_all(dir).expect("mkdir");
     }
-    let out = rbuild()
-        .arg("--root")
-        .arg(&p.root)
-        .arg("prune")
-        .output()
-        .expect("prune");
+    let out = p.rbuild().arg("prune").output().expect("prune");
     assert!(
         out.status.success(),
         "{}",

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use rbuild_graph::{Exec, ExecMount};
+use rbuild_graph::ExecMount;
 use rbuild_sandbox::{
     CacheLease, CacheMounts, CacheOwner, Mount, NetworkMode, SecurityMode, Sharing,
 };
@@ -204,9 +204,4 @@ pub fn map_mount(
             "unsupported mount type `{other}`"
         ))),
     }
-}
-
-/// The argv for error messages and progress.
-pub fn command_text(exec: &Exec) -> String {
-    exec.args.join(" ")
 }
