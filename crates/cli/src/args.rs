@@ -24,8 +24,9 @@ pub struct Cli {
 }
 
 /// Subcommand names: a command line naming none of them is a build (`rbuild [FLAGS] CONTEXT`).
-const SUBCOMMANDS: [&str; 11] = [
-    "build", "run", "load", "save", "images", "rmi", "du", "prune", "debug", "help", "--help",
+const SUBCOMMANDS: [&str; 13] = [
+    "build", "run", "load", "save", "pull", "push", "images", "rmi", "du", "prune", "debug", "help",
+    "--help",
 ];
 
 /// The command line with `build` inserted when it names no subcommand (and is not a bare
@@ -126,15 +127,19 @@ pub struct BuildArgs {
     /// Maximum number of processes of each RUN step.
     #[arg(long = "pids-limit")]
     pub pids_limit: Option<u64>,
-    /// Load the image into a Docker engine: not supported yet (issue 6).
+    /// Load the image into the Docker-compatible engine `DOCKER_HOST` names (= `-o type=docker`).
     #[arg(long)]
     pub load: bool,
-    /// Push the image: not supported yet (issue 6).
+    /// Push the image to the registry each `-t` names (= `-o type=image,push=true`).
     #[arg(long)]
     pub push: bool,
-    /// Always pull the base image: accepted for compatibility; only `false` is meaningful yet.
+    /// Base images: `--pull` resolves every tag in its registry; `--pull=false` never contacts
+    /// one. Without the flag, images missing from the local store are pulled.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub pull: Option<String>,
+    /// A registry (`HOST[:PORT]`) reached over plain HTTP (repeatable; loopback ones always are).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,6 +161,24 @@ pub enum Command {
         /// Where to write it (`-` for stdout).
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: PathBuf,
+    },
+    /// Pull an image from its registry into the local store.
+    Pull {
+        /// The image reference (`busybox`, `127.0.0.1:5000/app:1`, `name@sha256:...`).
+        name: String,
+        /// The platform to choose in a multi-platform image (default: this machine's).
+        #[arg(long)]
+        platform: Option<String>,
+        /// A registry reached over plain HTTP (repeatable).
+        #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+        insecure_registries: Vec<String>,
+    },
+    /// Push an image of the local store to the registry its name says.
+    Push {
+        name: String,
+        /// A registry reached over plain HTTP (repeatable).
+        #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+        insecure_registries: Vec<String>,
     },
     /// List the images of the local store.
     Images,

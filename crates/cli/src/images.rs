@@ -11,7 +11,7 @@ use rbuild_oci::import::{import_tar, parse_manifest};
 use rbuild_oci::model::BlobRef;
 use rbuild_oci::{write_image_archive, ArchiveImage};
 use rbuild_snapshotter::content::ContentStore;
-use rbuild_snapshotter::images::{normalize_name, ImageRecord, ImageStore};
+use rbuild_snapshotter::images::{ImageRecord, ImageStore};
 
 fn stores(root: &Path) -> Result<(ContentStore, ImageStore)> {
     let content = ContentStore::open(root)
@@ -52,14 +52,19 @@ pub fn load(root: &Path, input: &Path) -> Result<()> {
             layer_sizes: image.layers.iter().map(|l| l.size).collect(),
         };
         for name in &image.names {
-            record.name = normalize_name(name)?;
+            record.name = crate::registry::canonical(name)?;
             images
                 .tag(&record)
                 .with_context(|| format!("Failed to name the image `{name}`"))?;
-            writeln!(out, "Loaded image: {}", record.name)?;
+            writeln!(out, "Loaded image: {name}")?;
         }
     }
     Ok(())
+}
+
+/// The short form Docker shows (`busybox:latest`); a name that does not parse as is.
+fn familiar(name: &str) -> String {
+    rbuild_registry::Reference::parse(name).map_or_else(|_| name.to_string(), |r| r.familiar())
 }
 
 fn read_blob(content: &ContentStore, digest: &Digest) -> Result<Vec<u8>> {
@@ -73,7 +78,9 @@ fn read_blob(content: &ContentStore, digest: &Digest) -> Result<Vec<u8>> {
 
 pub fn save(root: &Path, name: &str, output: &Path) -> Result<()> {
     let (content, images) = stores(root)?;
-    let record = images.get(name)?;
+    let record = images
+        .get(&crate::registry::canonical(name)?)
+        .or_else(|_| images.get(name))?;
     let (config, layers) = parse_manifest(&read_blob(&content, &record.manifest)?)
         .with_context(|| format!("The manifest of `{}` is unreadable", record.name))?;
     let archive = ArchiveImage {
@@ -84,8 +91,8 @@ pub fn save(root: &Path, name: &str, output: &Path) -> Result<()> {
         },
         config,
         layers,
-        names: vec![record.name.clone()],
-        repo_tags: vec![record.name.clone()],
+        names: vec![familiar(&record.name)],
+        repo_tags: vec![familiar(&record.name)],
         mtime: 0,
     };
     if output == Path::new("-") {
@@ -146,7 +153,7 @@ pub fn list(root: &Path) -> Result<()> {
                 .iter()
                 .fold(0u64, |a, b| a.saturating_add(*b)),
         );
-        writeln!(out, "{:<48} {id:<14} {size}", record.name)?;
+        writeln!(out, "{:<48} {id:<14} {size}", familiar(&record.name))?;
     }
     Ok(())
 }
@@ -156,8 +163,10 @@ pub fn remove(root: &Path, names: &[String]) -> Result<()> {
         .with_context(|| format!("Failed to open the state root `{}`", root.display()))?;
     let mut out = std::io::stdout().lock();
     for name in names {
-        let record = images.remove(name)?;
-        writeln!(out, "Untagged: {}", record.name)?;
+        let record = images
+            .remove(&crate::registry::canonical(name)?)
+            .or_else(|_| images.remove(name))?;
+        writeln!(out, "Untagged: {}", familiar(&record.name))?;
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ mod cache;
 mod context;
 mod debug;
 mod images;
+mod registry;
 mod render;
 mod run;
 
@@ -32,6 +33,16 @@ fn main() -> ExitCode {
         args::Command::Debug(cmd) => debug::run(cmd).map(|()| 0),
         args::Command::Load { input } => images::load(&cli.root, &input).map(|()| 0),
         args::Command::Save { name, output } => images::save(&cli.root, &name, &output).map(|()| 0),
+        args::Command::Pull {
+            name,
+            platform,
+            insecure_registries,
+        } => registry::pull_command(&cli.root, &name, platform.as_deref(), &insecure_registries)
+            .map(|()| 0),
+        args::Command::Push {
+            name,
+            insecure_registries,
+        } => registry::push_command(&cli.root, &name, &insecure_registries).map(|()| 0),
         args::Command::Images => images::list(&cli.root).map(|()| 0),
         args::Command::Rmi { names } => images::remove(&cli.root, &names).map(|()| 0),
         args::Command::Build(build_args) => build::run(&cli.root, &build_args),

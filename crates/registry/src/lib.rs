@@ -1,9 +1,22 @@
-//! rbuild-registry: talking to OCI distribution registries (issue 6).
+//! rbuild-registry: talking to OCI distribution registries.
 //!
-//! So far only [`reference`]: image references parsed and normalised exactly as Docker does
-//! (`alpine` → `docker.io/library/alpine:latest`), the first piece the registry client, the
-//! local image store and `--build-context docker-image://` will share.
+//! - [`reference`]: image references parsed and normalised exactly as Docker does
+//!   (`alpine` → `docker.io/library/alpine:latest`);
+//! - [`client`]: one HTTP client per command, with auth ([`challenge`], [`credentials`]) and
+//!   retries;
+//! - [`pull`]: tag → index → manifest → blobs into the content store, verified;
+//! - [`push`]: blobs (HEAD, mount, upload) then the manifest.
 
+pub mod challenge;
+pub mod client;
+pub mod credentials;
+mod error;
+pub mod platform;
+pub mod pull;
+pub mod push;
 pub mod reference;
 
+pub use client::{Client, ClientOptions};
+pub use error::RegistryError;
+pub use platform::Platform;
 pub use reference::{Reference, ReferenceError};

@@ -10,7 +10,7 @@ use rbuild_oci::import::parse_manifest;
 use rbuild_oci::BlobRef;
 use rbuild_snapshotter::apply::{apply_layer, ApplyMode, ApplyOptions};
 use rbuild_snapshotter::content::ContentStore;
-use rbuild_snapshotter::images::ImageStore;
+use rbuild_snapshotter::images::{ImageRecord, ImageStore};
 use rbuild_snapshotter::snapshots::{SnapshotId, Snapshotter};
 use rbuild_solver::WorkerError;
 use sha2::{Digest as _, Sha256};
@@ -49,15 +49,38 @@ fn err(reference: &str, e: impl std::fmt::Display) -> WorkerError {
     WorkerError::new(format!("image `{reference}`: {e}"))
 }
 
+/// The record of `reference`: under its normalised name (`busybox` →
+/// `docker.io/library/busybox:latest`), or as written (stores of older rbuilds); a
+/// digest-pinned reference also matches any record of that manifest digest.
+fn lookup(
+    images: &ImageStore,
+    reference: &str,
+) -> Result<ImageRecord, rbuild_snapshotter::images::ImageStoreError> {
+    let parsed = rbuild_registry::Reference::parse(reference).ok();
+    if let Some(found) = parsed.as_ref().and_then(|r| images.get(&r.to_string()).ok()) {
+        return Ok(found);
+    }
+    if let Some(digest) = parsed.as_ref().and_then(|r| r.digest.clone()) {
+        if let Some(found) = images
+            .list()?
+            .into_iter()
+            .find(|r| r.manifest.to_string() == digest)
+        {
+            return Ok(found);
+        }
+    }
+    images.get(reference)
+}
+
 /// Looks `reference` up in the local image store and reads its manifest and config.
 pub fn resolve(
     images: &ImageStore,
     content: &ContentStore,
     reference: &str,
 ) -> Result<ResolvedImage, WorkerError> {
-    let record = images.get(reference).map_err(|e| {
+    let record = lookup(images, reference).map_err(|e| {
         WorkerError::new(format!(
-            "{e}: import it with `rbuild load -i IMAGE.tar` (pulling from registries is not supported yet)"
+            "{e}: pull it (`rbuild pull`, or build without `--pull=false`) or import it with `rbuild load -i IMAGE.tar`"
         ))
     })?;
     let manifest =

@@ -66,7 +66,8 @@ pub enum ContentError {
 }
 
 impl ContentError {
-    pub(super) fn io(action: &'static str, path: &Path, source: io::Error) -> ContentError {
+    /// An I/O error while doing `action` on `path`.
+    pub fn io(action: &'static str, path: &Path, source: io::Error) -> ContentError {
         ContentError::Io {
             action,
             path: path.to_path_buf(),

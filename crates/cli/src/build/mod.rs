@@ -307,14 +307,7 @@ fn base_image(config: &[u8]) -> BaseImage {
 
 /// Runs a build; returns the process exit code.
 pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
-    if args.load || args.push {
-        bail!("`--load` and `--push` need the registry and engine clients, which are not written yet (issue 6); use `-o type=docker,dest=FILE` and `docker load -i FILE`");
-    }
-    if let Some(pull) = &args.pull {
-        if pull != "false" {
-            bail!("`--pull={pull}`: rbuild has no registry client yet (issue 6); base images come from the local store (`rbuild load -i`)");
-        }
-    }
+    let pull_policy = crate::registry::PullPolicy::parse(args.pull.as_deref())?;
     let mode = Mode::parse(&args.progress, args.quiet)?;
     let inputs = read_inputs(args, root)?;
     let build_args = crate::debug::parse_build_args(&args.build_args)?;
@@ -385,6 +378,14 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
 
     // Two passes: the base images' configs (ENV, WORKDIR, USER, ONBUILD) shape the stages.
     let first = stages::resolve(&ast, &options).map_err(src_err)?;
+    crate::registry::ensure_images(
+        root,
+        &resolved_image_refs(&first, &named),
+        pull_policy,
+        &options.target_platform,
+        &args.insecure_registries,
+        mode == Mode::Quiet,
+    )?;
     for reference in image_refs(&first) {
         let target = match named.get(&reference) {
             Some(NamedContext::Local) => continue,
@@ -398,6 +399,15 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
         }
     }
     let plan = stages::resolve(&ast, &options).map_err(src_err)?;
+    // ONBUILD triggers of the base images may name more images.
+    crate::registry::ensure_images(
+        root,
+        &resolved_image_refs(&plan, &named),
+        pull_policy,
+        &options.target_platform,
+        &args.insecure_registries,
+        mode == Mode::Quiet,
+    )?;
     for warning in ast
         .warnings
         .iter()
@@ -429,8 +439,19 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
         cpu_slots: std::thread::available_parallelism().map_or(2, |n| n.get()),
     };
 
-    let outputs = args
-        .outputs
+    let mut output_specs = args.outputs.clone();
+    if args.load {
+        output_specs.push("type=docker".to_string());
+    }
+    if args.push {
+        if args.tags.is_empty() {
+            bail!("`--push` needs a name: add `-t REGISTRY/NAME:TAG`");
+        }
+        // One CSV field `"name=a,b"` (quotes doubled), as buildx writes it.
+        let names = args.tags.join(",").replace('"', "\"\"");
+        output_specs.push(format!("type=image,\"name={names}\",push=true"));
+    }
+    let outputs = output_specs
         .iter()
         .map(|o| rbuild_exporter::output::parse_output(o).map_err(|e| anyhow!("{e}")))
         .collect::<Result<Vec<_>>>()?;
@@ -439,12 +460,12 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
     // of compressing them, and `rbuild save`/`docker load` read them as they are.
     let compression = outputs
         .iter()
-        .find(|o| {
-            matches!(
-                o.kind,
-                rbuild_exporter::output::OutputKind::Oci
-                    | rbuild_exporter::output::OutputKind::Docker
-            )
+        .find(|o| match o.kind {
+            rbuild_exporter::output::OutputKind::Oci => true,
+            // Loaded into an engine (no dest): plain tar, which the engine reads fastest.
+            rbuild_exporter::output::OutputKind::Docker => o.dest.is_some(),
+            rbuild_exporter::output::OutputKind::Image => o.push,
+            _ => false,
         })
         .map_or(Compression::Uncompressed, |o| o.compression);
     // The image's layers (the target's stage chain) are written as their steps commit.
@@ -608,7 +629,7 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
     for tag in &args.tags {
         images
             .tag(&ImageRecord {
-                name: tag.clone(),
+                name: crate::registry::canonical(tag)?,
                 manifest: stored.manifest.digest.clone(),
                 manifest_size: stored.manifest.size,
                 manifest_media_type: stored.manifest.media_type.clone(),
@@ -620,8 +641,16 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
     }
     let mut manifest_digest = stored.manifest.digest.to_string();
     for output in &outputs {
-        manifest_digest = write_output(&worker, output, &stored, &layers, &args.tags, epoch, root)?
-            .unwrap_or(manifest_digest);
+        let context = OutputContext {
+            tags: &args.tags,
+            epoch,
+            root,
+            base_images: &resolved_image_refs(&plan, &named),
+            insecure: &args.insecure_registries,
+            quiet: mode == Mode::Quiet,
+        };
+        manifest_digest =
+            write_output(&worker, output, &stored, &layers, &context)?.unwrap_or(manifest_digest);
     }
     if let Some(path) = &args.iidfile {
         std::fs::write(path, &image_id)
@@ -649,25 +678,83 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// What every output of one build shares.
+struct OutputContext<'a> {
+    tags: &'a [String],
+    epoch: Option<i64>,
+    root: &'a Path,
+    /// The build's base images: where pushed blobs may be mounted from.
+    base_images: &'a BTreeSet<String>,
+    insecure: &'a [String],
+    quiet: bool,
+}
+
+/// Writes one output; returns the manifest digest it produced, if it names one.
 fn write_output(
     worker: &LocalWorker,
     output: &rbuild_exporter::output::Output,
     stored: &export::StoredImage,
     layers: &[export::Layer],
-    tags: &[String],
-    epoch: Option<i64>,
-    root: &Path,
+    context: &OutputContext<'_>,
 ) -> Result<Option<String>> {
     use rbuild_exporter::output::{Dest, OutputKind};
-    let dest = output.dest.clone().ok_or_else(|| anyhow!("`type=docker` without `dest=` loads into an engine, which is not supported yet (issue 6): add `dest=FILE`"))?;
+    let (epoch, root) = (context.epoch, context.root);
+    let mut names = output.names.clone();
+    if names.is_empty() {
+        names = context.tags.to_vec();
+    }
+    if output.kind == OutputKind::Image {
+        if !output.push {
+            // Kept in the local store (names given by `-t`/`name=`).
+            for name in &output.names {
+                ImageStore::open(root)
+                    .map_err(|e| anyhow!("{e}"))?
+                    .tag(&ImageRecord {
+                        name: crate::registry::canonical(name)?,
+                        manifest: stored.manifest.digest.clone(),
+                        manifest_size: stored.manifest.size,
+                        manifest_media_type: stored.manifest.media_type.clone(),
+                        config: stored.built.config.digest.clone(),
+                        layer_sizes: layers.iter().map(|l| l.size).collect(),
+                    })
+                    .map_err(|e| anyhow!("{e}"))?;
+            }
+            return Ok(None);
+        }
+        let bases: Vec<String> = context.base_images.iter().cloned().collect();
+        let mut digest = None;
+        for name in &names {
+            let pushed =
+                crate::registry::push_manifest(root, &stored.manifest, name, &bases, context.insecure)?;
+            if !context.quiet {
+                eprintln!("#0 pushed {name}@{pushed}");
+            }
+            digest = Some(pushed);
+        }
+        return Ok(digest);
+    }
+    if output.kind == OutputKind::Docker && output.dest.is_none() {
+        let messages = crate::registry::load_into_engine(
+            &worker.content,
+            &stored.built,
+            &names,
+            epoch.unwrap_or(0).max(0) as u64,
+        )?;
+        if !context.quiet {
+            for message in messages {
+                eprintln!("#0 engine: {message}");
+            }
+        }
+        return Ok(None);
+    }
+    let dest = output
+        .dest
+        .clone()
+        .ok_or_else(|| anyhow!("This output needs `dest=`"))?;
     let blobs = layers
         .iter()
         .map(export::blob)
         .collect::<Result<Vec<_>>>()?;
-    let mut names = output.names.clone();
-    if names.is_empty() {
-        names = tags.to_vec();
-    }
     // Opened only by the kinds that write one stream (`type=local` writes a directory).
     let open = || {
         rbuild_exporter::open_dest(&dest)
@@ -705,9 +792,8 @@ fn write_output(
                 .map_err(|e| anyhow!("{e}"))?;
             Ok(None)
         }
-        OutputKind::Image => {
-            bail!("`type=image` pushes to a registry, which is not supported yet (issue 6)")
-        }
+        // Pushed or named above.
+        OutputKind::Image => Ok(None),
     }
 }
 

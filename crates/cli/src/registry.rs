@@ -1,0 +1,336 @@
+//! The registry and engine clients from the command line: `rbuild pull`, `rbuild push`, the
+//! base images of a build (pulled as `--pull` says), `--push` and `--load`.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use rbuild_frontend::stages::Platform as FrontendPlatform;
+use rbuild_oci::import::parse_manifest;
+use rbuild_oci::BlobRef;
+use rbuild_registry::pull::{PullEvent, PulledImage};
+use rbuild_registry::push::{BlobOutcome, PushEvent, PushImage};
+use rbuild_registry::{Client, ClientOptions, Platform, Reference};
+use rbuild_snapshotter::content::ContentStore;
+use rbuild_snapshotter::images::{ImageRecord, ImageStore};
+
+/// When a build contacts registries for its base images (`--pull`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Pull images missing from the local store (no flag: what `docker build` does).
+    Missing,
+    /// Resolve every tag in its registry; download only blobs not stored (`--pull`).
+    Always,
+    /// Never contact a registry (`--pull=false`).
+    Never,
+}
+
+impl PullPolicy {
+    pub fn parse(value: Option<&str>) -> Result<PullPolicy> {
+        Ok(match value {
+            None => PullPolicy::Missing,
+            Some("" | "true" | "always" | "1") => PullPolicy::Always,
+            Some("false" | "never" | "0") => PullPolicy::Never,
+            Some("missing") => PullPolicy::Missing,
+            Some(other) => bail!("Invalid `--pull={other}`: expected true, false, always, missing or never"),
+        })
+    }
+}
+
+/// The full, normalised name an image is stored under (`busybox` →
+/// `docker.io/library/busybox:latest`).
+pub fn canonical(name: &str) -> Result<String> {
+    Ok(Reference::parse(name)
+        .with_context(|| format!("Invalid image name `{name}`"))?
+        .to_string())
+}
+
+pub fn client(insecure: &[String]) -> Result<Client> {
+    Client::new(ClientOptions {
+        insecure: insecure.to_vec(),
+        ..ClientOptions::default()
+    })
+    .map_err(|e| anyhow!("{e}"))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("Failed to start the I/O runtime")
+}
+
+fn platform_of(p: &FrontendPlatform) -> Platform {
+    Platform::new(&p.os, &p.architecture, p.variant.as_deref())
+}
+
+fn record_of(name: &str, pulled: &PulledImage) -> ImageRecord {
+    ImageRecord {
+        name: name.to_string(),
+        manifest: pulled.manifest.digest.clone(),
+        manifest_size: pulled.manifest.size,
+        manifest_media_type: pulled.manifest.media_type.clone(),
+        config: pulled.config.digest.clone(),
+        layer_sizes: pulled.layers.iter().map(|l| l.size).collect(),
+    }
+}
+
+/// Whether the store has `reference` (by name; a digest-pinned one also by manifest digest).
+fn stored(images: &ImageStore, reference: &Reference) -> Option<ImageRecord> {
+    if let Ok(record) = images.get(&reference.to_string()) {
+        return Some(record);
+    }
+    let digest = reference.digest.as_deref()?;
+    images
+        .list()
+        .ok()?
+        .into_iter()
+        .find(|r| r.manifest.to_string() == digest)
+}
+
+/// Pulls `reference` into the store and names it; prints one line per event to stderr.
+async fn pull_one(
+    client: &Client,
+    content: &ContentStore,
+    images: &ImageStore,
+    reference: &Reference,
+    platform: &Platform,
+    quiet: bool,
+) -> Result<PulledImage> {
+    let shown = reference.familiar();
+    let report = |event: PullEvent| {
+        if quiet {
+            return;
+        }
+        let line = match event {
+            PullEvent::Resolved { digest } => format!("resolve {shown}: {digest}"),
+            PullEvent::BlobCached { .. } => return,
+            PullEvent::BlobDone { digest, size } => {
+                format!("pull {shown}: {digest} {} done", crate::images::human_size(size))
+            }
+            PullEvent::Retrying { what, error } => format!("retry {what}: {error}"),
+        };
+        eprintln!("#0 {line}");
+    };
+    let pulled = rbuild_registry::pull::pull(client, reference, platform, content, &report)
+        .await
+        .map_err(|e| anyhow!("Failed to pull `{shown}`: {e}"))?;
+    images
+        .tag(&record_of(&reference.to_string(), &pulled))
+        .map_err(|e| anyhow!("{e}"))?;
+    Ok(pulled)
+}
+
+/// Makes every image of `references` available in the local store as `policy` says.
+pub fn ensure_images(
+    root: &Path,
+    references: &BTreeSet<String>,
+    policy: PullPolicy,
+    platform: &FrontendPlatform,
+    insecure: &[String],
+    quiet: bool,
+) -> Result<()> {
+    let content = ContentStore::open(root).map_err(|e| anyhow!("{e}"))?;
+    let images = ImageStore::open(root).map_err(|e| anyhow!("{e}"))?;
+    let mut wanted = Vec::new();
+    for text in references {
+        if text == "scratch" {
+            continue;
+        }
+        let reference = Reference::parse(text).with_context(|| format!("FROM `{text}`"))?;
+        // A name stored as written by an older rbuild still counts.
+        let have = stored(&images, &reference).is_some() || images.get(text).is_ok();
+        match policy {
+            PullPolicy::Never if !have => bail!(
+                "The image `{text}` is not in the local store and `--pull=false` forbids pulling it"
+            ),
+            PullPolicy::Never => {}
+            PullPolicy::Missing if have => {}
+            // A digest names one image for ever: the stored one is it.
+            PullPolicy::Always if have && reference.digest.is_some() => {}
+            _ => wanted.push(reference),
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let client = client(insecure)?;
+    let platform = platform_of(platform);
+    runtime()?.block_on(async {
+        let pulls = wanted
+            .iter()
+            .map(|r| pull_one(&client, &content, &images, r, &platform, quiet));
+        futures_util::future::try_join_all(pulls).await.map(|_| ())
+    })
+}
+
+/// `rbuild pull REF`.
+pub fn pull_command(root: &Path, name: &str, platform: Option<&str>, insecure: &[String]) -> Result<()> {
+    let reference = Reference::parse(name).with_context(|| format!("Invalid image name `{name}`"))?;
+    let platform = match platform {
+        Some(p) => FrontendPlatform::parse(p).map_err(|e| anyhow!(e)).context("Invalid `--platform`")?,
+        None => FrontendPlatform::host(),
+    };
+    let content = ContentStore::open(root).map_err(|e| anyhow!("{e}"))?;
+    let images = ImageStore::open(root).map_err(|e| anyhow!("{e}"))?;
+    let client = client(insecure)?;
+    let pulled = runtime()?.block_on(pull_one(
+        &client,
+        &content,
+        &images,
+        &reference,
+        &platform_of(&platform),
+        false,
+    ))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Digest: {}", pulled.resolved)?;
+    writeln!(
+        out,
+        "Pulled {} ({} of {} blobs downloaded, {})",
+        reference.familiar(),
+        pulled.downloaded,
+        pulled.layers.len() + 1,
+        crate::images::human_size(pulled.downloaded_bytes)
+    )?;
+    Ok(())
+}
+
+/// Pushes the stored image `manifest` to `target`; returns the pushed manifest digest.
+pub fn push_manifest(
+    root: &Path,
+    manifest: &BlobRef,
+    target: &str,
+    mount_sources: &[String],
+    insecure: &[String],
+) -> Result<String> {
+    let reference = Reference::parse(target).with_context(|| format!("Invalid image name `{target}`"))?;
+    let content = ContentStore::open(root).map_err(|e| anyhow!("{e}"))?;
+    let bytes = std::fs::read(content.blob_path(&manifest.digest))
+        .with_context(|| format!("The manifest {} is not in the store", manifest.digest))?;
+    let (config, layers) = parse_manifest(&bytes).map_err(|e| anyhow!("{e}"))?;
+    let mut blobs = layers;
+    blobs.push(config);
+    // Base images of the same registry are the places its blobs can be mounted from.
+    let mount_from: Vec<String> = mount_sources
+        .iter()
+        .filter_map(|s| Reference::parse(s).ok())
+        .filter(|s| s.domain == reference.domain && s.path != reference.path)
+        .map(|s| s.path)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let client = client(insecure)?;
+    let shown = reference.familiar();
+    let report = |event: PushEvent| {
+        let line = match event {
+            PushEvent::Blob { digest, size, outcome } => format!(
+                "push {shown}: {digest} {} {}",
+                crate::images::human_size(size),
+                match outcome {
+                    BlobOutcome::Exists => "already there",
+                    BlobOutcome::Mounted => "mounted",
+                    BlobOutcome::Uploaded => "uploaded",
+                }
+            ),
+            PushEvent::Retrying { what, error } => format!("retry {what}: {error}"),
+        };
+        eprintln!("#0 {line}");
+    };
+    let digest = runtime()?
+        .block_on(rbuild_registry::push::push(
+            &client,
+            &reference,
+            &PushImage {
+                manifest,
+                blobs: &blobs,
+                mount_from: &mount_from,
+            },
+            &content,
+            &report,
+        ))
+        .map_err(|e| anyhow!("Failed to push `{shown}`: {e}"))?;
+    Ok(digest.to_string())
+}
+
+/// `rbuild push NAME`: a stored image to the registry its name says.
+pub fn push_command(root: &Path, name: &str, insecure: &[String]) -> Result<()> {
+    let images = ImageStore::open(root).map_err(|e| anyhow!("{e}"))?;
+    let record = images
+        .get(&canonical(name)?)
+        .or_else(|_| images.get(name))
+        .map_err(|e| anyhow!("{e}"))?;
+    let manifest = BlobRef {
+        digest: record.manifest.clone(),
+        size: record.manifest_size,
+        media_type: record.manifest_media_type.clone(),
+    };
+    let digest = push_manifest(root, &manifest, name, &[], insecure)?;
+    println!("{}: digest: {digest} size: {}", Reference::parse(name)?.familiar(), record.manifest_size);
+    Ok(())
+}
+
+/// Streams a docker-archive of the image into the engine `DOCKER_HOST` names, tagged `names`.
+pub fn load_into_engine(
+    content: &ContentStore,
+    image: &rbuild_exporter::image::BuiltImage,
+    names: &[String],
+    mtime: u64,
+) -> Result<Vec<String>> {
+    let endpoint = rbuild_engine::Endpoint::from_env().map_err(|e| anyhow!("{e}"))?;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(16);
+    let stream = futures_util::stream::unfold(receiver, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let rt = runtime()?;
+    let load = rt.spawn(async move { rbuild_engine::load_image(&endpoint, stream).await });
+    // The archive is written on this thread into the channel while the runtime sends it.
+    let mut writer = ChannelWriter {
+        sender: sender.clone(),
+        buffer: Vec::with_capacity(CHUNK),
+    };
+    let written = rbuild_exporter::image::export_image_archive(content, image, names, true, mtime, &mut writer)
+        .map_err(|e| anyhow!("{e}"));
+    let flushed = writer.flush();
+    if let Err(e) = &written {
+        let _ = sender.blocking_send(Err(std::io::Error::other(e.to_string())));
+    }
+    drop(writer);
+    drop(sender);
+    let messages = rt
+        .block_on(load)
+        .map_err(|e| anyhow!("the load task failed: {e}"))?
+        .map_err(|e| anyhow!("Failed to load the image into the engine: {e}"))?;
+    written?;
+    flushed.context("Failed to stream the image to the engine")?;
+    Ok(messages)
+}
+
+const CHUNK: usize = 256 << 10;
+
+/// A `Write` that sends full chunks to the engine request's body.
+struct ChannelWriter {
+    sender: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+    buffer: Vec<u8>,
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = bytes::Bytes::from(std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK)));
+        self.sender
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::other("the engine closed the connection"))
+    }
+}
