@@ -25,8 +25,8 @@ pub struct Cli {
 
 /// Subcommand names: a command line naming none of them is a build (`rbuild [FLAGS] CONTEXT`).
 const SUBCOMMANDS: [&str; 13] = [
-    "build", "run", "load", "save", "pull", "push", "images", "rmi", "du", "prune", "debug", "help",
-    "--help",
+    "build", "run", "load", "save", "pull", "push", "images", "rmi", "du", "prune", "debug",
+    "help", "--help",
 ];
 
 /// The command line with `build` inserted when it names no subcommand (and is not a bare
@@ -86,8 +86,8 @@ pub struct BuildArgs {
     /// Network for RUN steps: `default` (the host's), `none`, `host`.
     #[arg(long, default_value = "default")]
     pub network: String,
-    /// Named build contexts for FROM / COPY --from / RUN --mount from=: `NAME=DIR` or
-    /// `NAME=docker-image://REF` (repeatable).
+    /// Named build contexts for FROM / COPY --from / RUN --mount from=: `NAME=DIR`,
+    /// `NAME=docker-image://REF` or `NAME=oci-layout://PATH[:TAG|@DIGEST]` (repeatable).
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
     /// Target platform (only the host's: rbuild does not emulate).
@@ -135,7 +135,7 @@ pub struct BuildArgs {
     pub push: bool,
     /// Base images: `--pull` resolves every tag in its registry; `--pull=false` never contacts
     /// one. Without the flag, images missing from the local store are pulled.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub pull: Option<String>,
     /// A registry (`HOST[:PORT]`) reached over plain HTTP (repeatable; loopback ones always are).
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]

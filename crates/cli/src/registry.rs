@@ -33,7 +33,9 @@ impl PullPolicy {
             Some("" | "true" | "always" | "1") => PullPolicy::Always,
             Some("false" | "never" | "0") => PullPolicy::Never,
             Some("missing") => PullPolicy::Missing,
-            Some(other) => bail!("Invalid `--pull={other}`: expected true, false, always, missing or never"),
+            Some(other) => {
+                bail!("Invalid `--pull={other}`: expected true, false, always, missing or never")
+            }
         })
     }
 }
@@ -108,7 +110,10 @@ async fn pull_one(
             PullEvent::Resolved { digest } => format!("resolve {shown}: {digest}"),
             PullEvent::BlobCached { .. } => return,
             PullEvent::BlobDone { digest, size } => {
-                format!("pull {shown}: {digest} {} done", crate::images::human_size(size))
+                format!(
+                    "pull {shown}: {digest} {} done",
+                    crate::images::human_size(size)
+                )
             }
             PullEvent::Retrying { what, error } => format!("retry {what}: {error}"),
         };
@@ -139,6 +144,10 @@ pub fn ensure_images(
         if text == "scratch" {
             continue;
         }
+        if text.starts_with(OCI_LAYOUT_DOMAIN) {
+            // Imported from a local layout by `--build-context`: nothing to pull.
+            continue;
+        }
         let reference = Reference::parse(text).with_context(|| format!("FROM `{text}`"))?;
         // A name stored as written by an older rbuild still counts.
         let have = stored(&images, &reference).is_some() || images.get(text).is_ok();
@@ -167,10 +176,18 @@ pub fn ensure_images(
 }
 
 /// `rbuild pull REF`.
-pub fn pull_command(root: &Path, name: &str, platform: Option<&str>, insecure: &[String]) -> Result<()> {
-    let reference = Reference::parse(name).with_context(|| format!("Invalid image name `{name}`"))?;
+pub fn pull_command(
+    root: &Path,
+    name: &str,
+    platform: Option<&str>,
+    insecure: &[String],
+) -> Result<()> {
+    let reference =
+        Reference::parse(name).with_context(|| format!("Invalid image name `{name}`"))?;
     let platform = match platform {
-        Some(p) => FrontendPlatform::parse(p).map_err(|e| anyhow!(e)).context("Invalid `--platform`")?,
+        Some(p) => FrontendPlatform::parse(p)
+            .map_err(|e| anyhow!(e))
+            .context("Invalid `--platform`")?,
         None => FrontendPlatform::host(),
     };
     let content = ContentStore::open(root).map_err(|e| anyhow!("{e}"))?;
@@ -205,7 +222,8 @@ pub fn push_manifest(
     mount_sources: &[String],
     insecure: &[String],
 ) -> Result<String> {
-    let reference = Reference::parse(target).with_context(|| format!("Invalid image name `{target}`"))?;
+    let reference =
+        Reference::parse(target).with_context(|| format!("Invalid image name `{target}`"))?;
     let content = ContentStore::open(root).map_err(|e| anyhow!("{e}"))?;
     let bytes = std::fs::read(content.blob_path(&manifest.digest))
         .with_context(|| format!("The manifest {} is not in the store", manifest.digest))?;
@@ -225,7 +243,11 @@ pub fn push_manifest(
     let shown = reference.familiar();
     let report = |event: PushEvent| {
         let line = match event {
-            PushEvent::Blob { digest, size, outcome } => format!(
+            PushEvent::Blob {
+                digest,
+                size,
+                outcome,
+            } => format!(
                 "push {shown}: {digest} {} {}",
                 crate::images::human_size(size),
                 match outcome {
@@ -267,7 +289,11 @@ pub fn push_command(root: &Path, name: &str, insecure: &[String]) -> Result<()> 
         media_type: record.manifest_media_type.clone(),
     };
     let digest = push_manifest(root, &manifest, name, &[], insecure)?;
-    println!("{}: digest: {digest} size: {}", Reference::parse(name)?.familiar(), record.manifest_size);
+    println!(
+        "{}: digest: {digest} size: {}",
+        Reference::parse(name)?.familiar(),
+        record.manifest_size
+    );
     Ok(())
 }
 
@@ -290,8 +316,15 @@ pub fn load_into_engine(
         sender: sender.clone(),
         buffer: Vec::with_capacity(CHUNK),
     };
-    let written = rbuild_exporter::image::export_image_archive(content, image, names, true, mtime, &mut writer)
-        .map_err(|e| anyhow!("{e}"));
+    let written = rbuild_exporter::image::export_image_archive(
+        content,
+        image,
+        names,
+        true,
+        mtime,
+        &mut writer,
+    )
+    .map_err(|e| anyhow!("{e}"));
     let flushed = writer.flush();
     if let Err(e) = &written {
         let _ = sender.blocking_send(Err(std::io::Error::other(e.to_string())));
@@ -328,9 +361,94 @@ impl Write for ChannelWriter {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let chunk = bytes::Bytes::from(std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK)));
+        let chunk = bytes::Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(CHUNK),
+        ));
         self.sender
             .blocking_send(Ok(chunk))
             .map_err(|_| std::io::Error::other("the engine closed the connection"))
     }
+}
+
+/// The domain of the names `--build-context NAME=oci-layout://...` images get in the local
+/// store (`.invalid`: never a registry, so never pulled).
+pub const OCI_LAYOUT_DOMAIN: &str = "oci-layout.rbuild.invalid";
+
+/// Imports the image `oci-layout://PATH[:TAG|@DIGEST]` names (default tag `latest`, or the
+/// layout's only image) and names it in the local store; returns that name.
+pub fn import_oci_layout(root: &Path, value: &str) -> Result<String> {
+    use sha2::Digest as _;
+    let (path, selector) = if let Some((p, d)) = value.rsplit_once('@') {
+        (p, Some(format!("@{d}")))
+    } else {
+        let last_slash = value.rfind('/').map_or(0, |i| i + 1);
+        match value[last_slash..].rfind(':') {
+            Some(i) => (
+                &value[..last_slash + i],
+                Some(value[last_slash + i + 1..].to_string()),
+            ),
+            None => (value, None),
+        }
+    };
+    let dir = std::fs::canonicalize(path)
+        .with_context(|| format!("oci-layout://{value}: `{path}` does not exist"))?;
+    let content = ContentStore::open(root).map_err(|e| anyhow!("{e}"))?;
+    let host = FrontendPlatform::host();
+    let imported = rbuild_oci::import::import_layout_dir(
+        &dir,
+        &content,
+        (host.os.as_str(), host.architecture.as_str()),
+    )
+    .with_context(|| format!("oci-layout://{value}: not a readable OCI image layout"))?;
+    let chosen = match selector.as_deref() {
+        Some(digest) if digest.starts_with('@') => imported
+            .iter()
+            .find(|i| i.manifest.digest.to_string() == digest[1..]),
+        Some(tag) => imported.iter().find(|i| {
+            i.names
+                .iter()
+                .any(|n| n == tag || n.rsplit_once(':').is_some_and(|(_, t)| t == tag))
+        }),
+        None if imported.len() == 1 => imported.first(),
+        None => imported.iter().find(|i| {
+            i.names
+                .iter()
+                .any(|n| n == "latest" || n.ends_with(":latest"))
+        }),
+    };
+    let Some(image) = chosen else {
+        let names: Vec<String> = imported
+            .iter()
+            .map(|i| {
+                i.names
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| i.manifest.digest.to_string())
+            })
+            .collect();
+        bail!(
+            "oci-layout://{value}: no image {} in the layout (it has: {})",
+            selector.as_deref().unwrap_or("tagged `latest`"),
+            names.join(", ")
+        );
+    };
+    let path_id = rbuild_graph::hex(&sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes()));
+    let name = format!(
+        "{OCI_LAYOUT_DOMAIN}/{}@{}",
+        &path_id[..16],
+        image.manifest.digest
+    );
+    let images = ImageStore::open(root).map_err(|e| anyhow!("{e}"))?;
+    images
+        .tag(&ImageRecord {
+            name: name.clone(),
+            manifest: image.manifest.digest.clone(),
+            manifest_size: image.manifest.size,
+            manifest_media_type: image.manifest.media_type.clone(),
+            config: image.config.digest.clone(),
+            layer_sizes: image.layers.iter().map(|l| l.size).collect(),
+        })
+        .map_err(|e| anyhow!("{e}"))?;
+    Ok(name)
 }

@@ -59,8 +59,10 @@ fn load_list_save_reload_and_remove() {
         "Loaded image: rbuild-test/busybox:1\n"
     );
     let manifest = |root: &Path| {
-        let record = std::fs::read_to_string(root.join("images-v1/rbuild-test%2Fbusybox%3A1.json"))
-            .expect("record");
+        let record = std::fs::read_to_string(
+            root.join("images-v1/docker.io%2Frbuild-test%2Fbusybox%3A1.json"),
+        )
+        .expect("record");
         let v: serde_json::Value = serde_json::from_str(&record).expect("json");
         v["manifest"].as_str().expect("digest").to_string()
     };

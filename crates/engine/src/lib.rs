@@ -102,11 +102,15 @@ async fn request(
     let req = builder.body(body).map_err(|e| http(e.to_string()))?;
     let response = match endpoint {
         Endpoint::Unix(path) => {
-            let stream = tokio::net::UnixStream::connect(path).await.map_err(connect)?;
+            let stream = tokio::net::UnixStream::connect(path)
+                .await
+                .map_err(connect)?;
             send(TokioIo::new(stream), req).await
         }
         Endpoint::Tcp(addr) => {
-            let stream = tokio::net::TcpStream::connect(addr).await.map_err(connect)?;
+            let stream = tokio::net::TcpStream::connect(addr)
+                .await
+                .map_err(connect)?;
             send(TokioIo::new(stream), req).await
         }
     }
@@ -147,7 +151,10 @@ pub async fn ping(endpoint: &Endpoint) -> Result<(), EngineError> {
     if status != 200 {
         return Err(EngineError::Http {
             endpoint: endpoint.to_string(),
-            detail: format!("/_ping answered {status}: {}", String::from_utf8_lossy(&body)),
+            detail: format!(
+                "/_ping answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            ),
         });
     }
     Ok(())
@@ -171,7 +178,10 @@ where
     .await?;
     let text = String::from_utf8_lossy(&reply).to_string();
     if status != 200 {
-        return Err(EngineError::Refused(format!("HTTP {status}: {}", text.trim())));
+        return Err(EngineError::Refused(format!(
+            "HTTP {status}: {}",
+            text.trim()
+        )));
     }
     // The reply is a stream of JSON messages: {"stream": "..."} or {"error": "..."}.
     let mut messages = Vec::new();
@@ -207,7 +217,14 @@ mod tests {
             Endpoint::parse("tcp://127.0.0.1:2375").ok(),
             Some(Endpoint::Tcp("127.0.0.1:2375".into()))
         );
-        for bad in ["", "unix://", "tcp://", "http://x:1", "/var/run/docker.sock", "ssh://h"] {
+        for bad in [
+            "",
+            "unix://",
+            "tcp://",
+            "http://x:1",
+            "/var/run/docker.sock",
+            "ssh://h",
+        ] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }
     }

@@ -80,7 +80,9 @@ mod tests {
 
     #[test]
     fn bearer_challenge_with_quoted_params() {
-        let c = parse(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull,push""#);
+        let c = parse(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull,push""#,
+        );
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].scheme, "bearer");
         assert_eq!(c[0].param("realm"), Some("https://auth.docker.io/token"));
@@ -104,7 +106,15 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        for text in ["", "=", "\"", "Bearer realm=\"", ",,,", "a=b", "Bearer ,=,=\"\\"] {
+        for text in [
+            "",
+            "=",
+            "\"",
+            "Bearer realm=\"",
+            ",,,",
+            "a=b",
+            "Bearer ,=,=\"\\",
+        ] {
             let _ = parse(text);
         }
     }

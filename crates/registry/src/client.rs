@@ -211,7 +211,10 @@ impl Client {
                     continue;
                 }
                 Ok(response)
-                    if matches!(response.status().as_u16(), 408 | 429 | 500 | 502 | 503 | 504) =>
+                    if matches!(
+                        response.status().as_u16(),
+                        408 | 429 | 500 | 502 | 503 | 504
+                    ) =>
                 {
                     status_error(what, response).await
                 }

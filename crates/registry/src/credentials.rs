@@ -16,7 +16,10 @@ use crate::RegistryError;
 /// What to present to a registry.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credential {
-    Basic { username: String, password: String },
+    Basic {
+        username: String,
+        password: String,
+    },
     /// An OAuth2 refresh token (`docker login` with an identity provider).
     IdentityToken(String),
 }
@@ -142,7 +145,10 @@ pub fn lookup(dir: Option<&Path>, domain: &str) -> Result<Option<Credential>, Re
             .and_then(|d| String::from_utf8(d).ok())
             .ok_or_else(|| RegistryError::Credentials {
                 registry: domain.to_string(),
-                detail: format!("the `auth` of {} is not base64 of user:password", path.display()),
+                detail: format!(
+                    "the `auth` of {} is not base64 of user:password",
+                    path.display()
+                ),
             })?;
         let (username, password) =
             decoded
@@ -248,7 +254,10 @@ mod tests {
             lookup(Some(dir.path()), "reg.example:8443").expect("token"),
             Some(Credential::IdentityToken("tok".into()))
         );
-        assert_eq!(lookup(Some(dir.path()), "other.example").expect("none"), None);
+        assert_eq!(
+            lookup(Some(dir.path()), "other.example").expect("none"),
+            None
+        );
         assert_eq!(lookup(None, "docker.io").expect("no dir"), None);
     }
 
@@ -285,6 +294,9 @@ mod tests {
             })
         );
         // credsStore answers "not found" for another registry: no credential, no error.
-        assert_eq!(lookup(Some(dir.path()), "127.0.0.1:5002").expect("none"), None);
+        assert_eq!(
+            lookup(Some(dir.path()), "127.0.0.1:5002").expect("none"),
+            None
+        );
     }
 }

@@ -47,7 +47,10 @@ impl Platform {
 /// The entry of `index` for `platform`: an exact variant match first, then any match.
 /// `Err` lists what the index has.
 pub fn select<'a>(index: &'a Value, platform: &Platform) -> Result<&'a Value, String> {
-    let entries = index["manifests"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let entries = index["manifests"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     let exact = entries.iter().find(|e| {
         platform.matches(&e["platform"])
             && e["platform"]["variant"].as_str() == platform.variant.as_deref()
@@ -95,11 +98,24 @@ mod tests {
     #[test]
     fn chooses_by_os_architecture_and_variant() {
         let idx = index();
-        let pick = |p: Platform| select(&idx, &p).map(|e| e["digest"].as_str().unwrap_or("").to_string());
-        assert_eq!(pick(Platform::new("linux", "amd64", None)), Ok("sha256:c".into()));
-        assert_eq!(pick(Platform::new("linux", "arm", Some("v7"))), Ok("sha256:b".into()));
-        assert_eq!(pick(Platform::new("linux", "arm64", None)), Ok("sha256:d".into()));
+        let pick =
+            |p: Platform| select(&idx, &p).map(|e| e["digest"].as_str().unwrap_or("").to_string());
+        assert_eq!(
+            pick(Platform::new("linux", "amd64", None)),
+            Ok("sha256:c".into())
+        );
+        assert_eq!(
+            pick(Platform::new("linux", "arm", Some("v7"))),
+            Ok("sha256:b".into())
+        );
+        assert_eq!(
+            pick(Platform::new("linux", "arm64", None)),
+            Ok("sha256:d".into())
+        );
         let err = pick(Platform::new("linux", "s390x", None)).expect_err("no s390x");
-        assert_eq!(err, "linux/arm/v6, linux/arm/v7, linux/amd64, linux/arm64/v8");
+        assert_eq!(
+            err,
+            "linux/arm/v6, linux/arm/v7, linux/amd64, linux/arm64/v8"
+        );
     }
 }

@@ -91,13 +91,12 @@ pub async fn pull(
         }
         let index: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| RegistryError::invalid(&shown, format!("invalid index: {e}")))?;
-        let entry = platform::select(&index, platform).map_err(|available| {
-            RegistryError::NoPlatform {
+        let entry =
+            platform::select(&index, platform).map_err(|available| RegistryError::NoPlatform {
                 reference: shown.clone(),
                 wanted: platform.to_string(),
                 available,
-            }
-        })?;
+            })?;
         let digest: Digest = entry["digest"]
             .as_str()
             .and_then(|d| d.parse().ok())
@@ -110,7 +109,7 @@ pub async fn pull(
     if media_types::is_index(&media_type) {
         return Err(RegistryError::invalid(&shown, "indexes nested too deeply"));
     }
-    if media_type.contains("manifest.v1") || media_type.ends_with("prettyjws") {
+    if media_type.starts_with("application/vnd.docker.distribution.manifest.v1") {
         return Err(RegistryError::invalid(
             &shown,
             "the registry serves only a Docker schema 1 manifest, which rbuild does not read (push the image again with a current client)",
@@ -283,8 +282,7 @@ fn media_type_of(bytes: &[u8], content_type: Option<&str>) -> String {
     if let Some(t) = doc["mediaType"].as_str() {
         return t.to_string();
     }
-    if let Some(t) = content_type.filter(|t| !t.is_empty() && !t.starts_with("application/json"))
-    {
+    if let Some(t) = content_type.filter(|t| !t.is_empty() && !t.starts_with("application/json")) {
         return t.split(';').next().unwrap_or(t).trim().to_string();
     }
     if doc["manifests"].is_array() {
@@ -333,7 +331,10 @@ async fn get_manifest(
             detail: e.to_string(),
         })?;
         if bytes.len() + chunk.len() > MANIFEST_LIMIT {
-            return Err(RegistryError::invalid(&shown, "the manifest is larger than 8 MiB"));
+            return Err(RegistryError::invalid(
+                &shown,
+                "the manifest is larger than 8 MiB",
+            ));
         }
         bytes.extend_from_slice(&chunk);
     }
@@ -411,9 +412,9 @@ async fn fetch_blob(
                             format!("the registry sent more than the {} bytes the manifest names; nothing was stored", blob.size),
                         ));
                     }
-                    writer
-                        .write_all(&chunk)
-                        .map_err(|e| content_err(&what, ContentError::io("write", writer.temp_path(), e)))?;
+                    writer.write_all(&chunk).map_err(|e| {
+                        content_err(&what, ContentError::io("write", writer.temp_path(), e))
+                    })?;
                 }
                 Err(e) => {
                     broken = Some(e);

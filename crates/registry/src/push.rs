@@ -71,7 +71,16 @@ pub async fn push(
     futures_util::stream::iter(image.blobs.iter().map(|blob| {
         let scopes = &scopes;
         async move {
-            let outcome = push_blob(client, reference, scopes, blob, image.mount_from, content, progress).await?;
+            let outcome = push_blob(
+                client,
+                reference,
+                scopes,
+                blob,
+                image.mount_from,
+                content,
+                progress,
+            )
+            .await?;
             progress(PushEvent::Blob {
                 digest: blob.digest.clone(),
                 size: blob.size,
@@ -86,7 +95,13 @@ pub async fn push(
 
     let shown = reference.to_string();
     let bytes = std::fs::read(content.blob_path(&image.manifest.digest)).map_err(|e| {
-        RegistryError::invalid(&shown, format!("the manifest {} is not in the store: {e}", image.manifest.digest))
+        RegistryError::invalid(
+            &shown,
+            format!(
+                "the manifest {} is not in the store: {e}",
+                image.manifest.digest
+            ),
+        )
     })?;
     let digest = Digest::of(&bytes);
     let target = match (&reference.tag, &reference.digest) {
@@ -135,7 +150,9 @@ async fn push_blob(
     let what = format!("push {reference}: blob {}", blob.digest);
     let head_url = client.url(reference, &format!("blobs/{}", blob.digest));
     let head = client
-        .send(&reference.domain, scopes, &what, &|http| Ok(http.head(&head_url)))
+        .send(&reference.domain, scopes, &what, &|http| {
+            Ok(http.head(&head_url))
+        })
         .await?;
     if head.status().is_success() {
         return Ok(BlobOutcome::Exists);
@@ -145,7 +162,10 @@ async fn push_blob(
     }
     let path = content.blob_path(&blob.digest);
     if !path.exists() {
-        return Err(RegistryError::invalid(&what, "the blob is not in the local store"));
+        return Err(RegistryError::invalid(
+            &what,
+            "the blob is not in the local store",
+        ));
     }
     let mut failures = 0;
     loop {
@@ -165,11 +185,19 @@ async fn push_blob(
 }
 
 /// An absolute URL for a `Location` header (registries may send a path).
-fn absolute(client: &Client, reference: &Reference, location: &str) -> Result<reqwest::Url, RegistryError> {
+fn absolute(
+    client: &Client,
+    reference: &Reference,
+    location: &str,
+) -> Result<reqwest::Url, RegistryError> {
     let base = reqwest::Url::parse(&client.base_url(&reference.domain))
         .map_err(|e| RegistryError::invalid(reference.to_string(), e))?;
-    base.join(location)
-        .map_err(|e| RegistryError::invalid(reference.to_string(), format!("bad upload location `{location}`: {e}")))
+    base.join(location).map_err(|e| {
+        RegistryError::invalid(
+            reference.to_string(),
+            format!("bad upload location `{location}`: {e}"),
+        )
+    })
 }
 
 fn location(
@@ -299,14 +327,23 @@ async fn upload_once(
     Ok(BlobOutcome::Uploaded)
 }
 
-fn read_range(path: &std::path::Path, offset: u64, len: u64, what: &str) -> Result<Vec<u8>, RegistryError> {
-    let fail = |e: std::io::Error| RegistryError::invalid(what, format!("cannot read the blob: {e}"));
+fn read_range(
+    path: &std::path::Path,
+    offset: u64,
+    len: u64,
+    what: &str,
+) -> Result<Vec<u8>, RegistryError> {
+    let fail =
+        |e: std::io::Error| RegistryError::invalid(what, format!("cannot read the blob: {e}"));
     let mut file = std::fs::File::open(path).map_err(fail)?;
     file.seek(SeekFrom::Start(offset)).map_err(fail)?;
     let mut bytes = Vec::with_capacity(len as usize);
     file.take(len).read_to_end(&mut bytes).map_err(fail)?;
     if bytes.len() as u64 != len {
-        return Err(RegistryError::invalid(what, "the stored blob is shorter than its descriptor"));
+        return Err(RegistryError::invalid(
+            what,
+            "the stored blob is shorter than its descriptor",
+        ));
     }
     Ok(bytes)
 }

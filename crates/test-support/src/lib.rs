@@ -289,3 +289,251 @@ mod tests {
         }
     }
 }
+
+/// How a test [`Registry`] authenticates.
+#[derive(Debug, Clone)]
+pub enum RegistryAuth {
+    None,
+    /// htpasswd basic auth with this file (bcrypt entries, `htpasswd -Bbn`).
+    Htpasswd(PathBuf),
+    /// Bearer tokens from `realm`, signed by the key of `cert` (x5c), for `service`/`issuer`.
+    Token {
+        realm: String,
+        service: String,
+        issuer: String,
+        cert: PathBuf,
+    },
+}
+
+/// Debian's `docker-registry` on 127.0.0.1 at a free port, with its own storage; stopped on drop.
+#[derive(Debug)]
+pub struct Registry {
+    child: Child,
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Registry {
+    /// Starts the registry and waits until `/v2/` answers.
+    pub fn start(auth: RegistryAuth) -> Registry {
+        let binary = require_tool("docker-registry", "docker-registry");
+        let dir = tempfile::Builder::new()
+            .prefix("rbuild-registry-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a registry directory: {e}"));
+        let port = free_port();
+        let auth_yaml = match &auth {
+            RegistryAuth::None => String::new(),
+            RegistryAuth::Htpasswd(file) => format!(
+                "auth:\n  htpasswd:\n    realm: rbuild-test\n    path: {}\n",
+                file.display()
+            ),
+            RegistryAuth::Token {
+                realm,
+                service,
+                issuer,
+                cert,
+            } => format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {}\n",
+                cert.display()
+            ),
+        };
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth_yaml}",
+            dir.path().join("data").display()
+        );
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap_or_else(|e| panic!("registry config: {e}"));
+        let log = std::fs::File::create(dir.path().join("registry.log"))
+            .unwrap_or_else(|e| panic!("cannot create the registry log: {e}"));
+        let child = Command::new(binary)
+            .arg("serve")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap_or_else(|e| panic!("log: {e}")))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start docker-registry: {e}"));
+        let mut registry = Registry { child, dir, port };
+        registry.wait_ready();
+        registry
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "docker-registry exited early ({status}); log:\n{}",
+                    self.log()
+                );
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "docker-registry did not listen within 30 s; log:\n{}",
+            self.log()
+        );
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP port free on 127.0.0.1 right now (the kernel picks it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
+}
+
+/// Copies the golden busybox base image into `dest` (`docker://...`) with skopeo.
+pub fn skopeo_seed_busybox(dest: &str, creds: Option<&str>) {
+    let skopeo = require_tool("skopeo", "skopeo");
+    let mut command = Command::new(skopeo);
+    command.args(["copy", "-q", "--dest-tls-verify=false"]);
+    if let Some(creds) = creds {
+        command.args(["--dest-creds", creds]);
+    }
+    let out = command
+        .arg(format!(
+            "oci-archive:{}",
+            golden_base("busybox-oci.tar").display()
+        ))
+        .arg(dest)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run skopeo: {e}"));
+    assert!(
+        out.status.success(),
+        "skopeo copy to {dest} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Podman's Docker-compatible API service (`podman system service`) with a store of its own,
+/// for one test; stopped on drop. Containers run with runc and cgroupfs (no systemd here, and
+/// crun refuses hybrid cgroup hierarchies) and rlimits within this machine's hard limits.
+#[derive(Debug)]
+pub struct PodmanService {
+    child: Child,
+    dir: tempfile::TempDir,
+    socket: PathBuf,
+}
+
+impl PodmanService {
+    pub fn start() -> PodmanService {
+        require_root();
+        require_tool("podman", "podman");
+        require_tool("runc", "runc");
+        let dir = tempfile::Builder::new()
+            .prefix("rbuild-podman-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a podman directory: {e}"));
+        let socket = dir.path().join("podman.sock");
+        let log = std::fs::File::create(dir.path().join("podman.log"))
+            .unwrap_or_else(|e| panic!("cannot create the podman log: {e}"));
+        let child = Command::new("podman")
+            .args(Self::global_args(dir.path()))
+            .args(["system", "service", "--time=0"])
+            .arg(format!("unix://{}", socket.display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap_or_else(|e| panic!("log: {e}")))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start podman system service: {e}"));
+        let mut service = PodmanService { child, dir, socket };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = service.child.try_wait() {
+                panic!(
+                    "podman system service exited early ({status}); log:\n{}",
+                    service.log()
+                );
+            }
+            if std::os::unix::net::UnixStream::connect(&service.socket).is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "podman did not listen within 30 s:\n{}",
+                service.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        service
+    }
+
+    fn global_args(dir: &Path) -> Vec<String> {
+        vec![
+            format!("--root={}", dir.join("storage").display()),
+            format!("--runroot={}", dir.join("run").display()),
+            "--storage-driver=vfs".into(),
+            "--cgroup-manager=cgroupfs".into(),
+            "--events-backend=file".into(),
+            "--runtime=runc".into(),
+        ]
+    }
+
+    /// `unix://...`, for `DOCKER_HOST`.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("podman.log")).unwrap_or_default()
+    }
+
+    /// Runs the podman CLI on this service's store.
+    pub fn podman(&self, args: &[&str]) -> std::process::Output {
+        Command::new("podman")
+            .args(Self::global_args(self.dir.path()))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run podman: {e}"))
+    }
+
+    /// `podman run --rm` of `image` without network; returns stdout, panicking on failure.
+    pub fn run_ok(&self, image: &str) -> String {
+        let out = self.podman(&[
+            "run",
+            "--rm",
+            "--network=none",
+            "--ulimit=nofile=1024:1024",
+            "--ulimit=nproc=1024:1024",
+            image,
+        ]);
+        assert!(
+            out.status.success(),
+            "podman run {image}: {}\nservice log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for PodmanService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        unmount_below(self.dir.path());
+    }
+}

@@ -57,7 +57,10 @@ fn lookup(
     reference: &str,
 ) -> Result<ImageRecord, rbuild_snapshotter::images::ImageStoreError> {
     let parsed = rbuild_registry::Reference::parse(reference).ok();
-    if let Some(found) = parsed.as_ref().and_then(|r| images.get(&r.to_string()).ok()) {
+    if let Some(found) = parsed
+        .as_ref()
+        .and_then(|r| images.get(&r.to_string()).ok())
+    {
         return Ok(found);
     }
     if let Some(digest) = parsed.as_ref().and_then(|r| r.digest.clone()) {

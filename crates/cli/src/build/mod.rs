@@ -214,8 +214,10 @@ fn secrets(args: &BuildArgs) -> Result<Secrets> {
     Ok(out)
 }
 
-/// `--build-context NAME=DIR` and `NAME=docker-image://REF`, as buildx spells them.
+/// `--build-context NAME=DIR`, `NAME=docker-image://REF` and `NAME=oci-layout://PATH[:TAG|@DIGEST]`,
+/// as buildx spells them (a layout's image is imported into the local store).
 fn named_contexts(
+    root: &Path,
     args: &BuildArgs,
 ) -> Result<(BTreeMap<String, NamedContext>, BTreeMap<String, PathBuf>)> {
     let mut named = BTreeMap::new();
@@ -228,9 +230,15 @@ fn named_contexts(
             bail!("Invalid `--build-context {spec}`: the name must not be empty or `context`");
         }
         if let Some(reference) = value.strip_prefix("docker-image://") {
+            crate::registry::canonical(reference)
+                .with_context(|| format!("Invalid `--build-context {spec}`"))?;
             named.insert(name.to_string(), NamedContext::Image(reference.to_string()));
+        } else if let Some(layout) = value.strip_prefix("oci-layout://") {
+            let stored = crate::registry::import_oci_layout(root, layout)
+                .with_context(|| format!("`--build-context {spec}`"))?;
+            named.insert(name.to_string(), NamedContext::Image(stored));
         } else if value.contains("://") || value.starts_with("git@") {
-            bail!("`--build-context {spec}`: only local directories and docker-image:// are supported yet (oci-layout://, URLs and git come with the registry client, issue 6)");
+            bail!("`--build-context {spec}`: URL and git contexts are not supported (local directories, docker-image:// and oci-layout:// are)");
         } else {
             let dir = std::fs::canonicalize(value)
                 .with_context(|| format!("`--build-context {spec}`: `{value}` does not exist"))?;
@@ -352,7 +360,7 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
         cpu_period: args.cpu_period,
         pids: args.pids_limit,
     };
-    let (named, named_dirs) = named_contexts(args)?;
+    let (named, named_dirs) = named_contexts(root, args)?;
     let mut contexts = BTreeMap::from([(
         "context".to_string(),
         BuildContext {
@@ -724,8 +732,13 @@ fn write_output(
         let bases: Vec<String> = context.base_images.iter().cloned().collect();
         let mut digest = None;
         for name in &names {
-            let pushed =
-                crate::registry::push_manifest(root, &stored.manifest, name, &bases, context.insecure)?;
+            let pushed = crate::registry::push_manifest(
+                root,
+                &stored.manifest,
+                name,
+                &bases,
+                context.insecure,
+            )?;
             if !context.quiet {
                 eprintln!("#0 pushed {name}@{pushed}");
             }
