@@ -19,6 +19,13 @@ command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
 command -v umoci >/dev/null 2>&1 || missing+=(umoci)
 [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || missing+=(docker.io)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+# Registry and engine tests (issue 6): a real registry, htpasswd for its basic auth, openssl to
+# sign the test token server's JWTs, podman's API service (containers run with runc).
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v podman >/dev/null 2>&1 || missing+=(podman)
+command -v runc >/dev/null 2>&1 || missing+=(runc)
 install_missing "the test suite" "${missing[@]}"
 
 need cargo "the Rust toolchain (rustup)"

@@ -24,8 +24,8 @@ pub struct Cli {
 }
 
 /// Subcommand names: a command line naming none of them is a build (`rbuild [FLAGS] CONTEXT`).
-const SUBCOMMANDS: [&str; 13] = [
-    "build", "run", "load", "save", "pull", "push", "images", "rmi", "du", "prune", "debug",
+const SUBCOMMANDS: [&str; 14] = [
+    "build", "run", "load", "save", "pull", "push", "tag", "images", "rmi", "du", "prune", "debug",
     "help", "--help",
 ];
 
@@ -180,6 +180,8 @@ pub enum Command {
         #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
         insecure_registries: Vec<String>,
     },
+    /// Give a stored image another name.
+    Tag { source: String, target: String },
     /// List the images of the local store.
     Images,
     /// Remove image names from the local store (blobs stay until pruned).

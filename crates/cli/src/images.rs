@@ -170,3 +170,17 @@ pub fn remove(root: &Path, names: &[String]) -> Result<()> {
     }
     Ok(())
 }
+
+/// `rbuild tag SOURCE TARGET`: another name for a stored image.
+pub fn tag(root: &Path, source: &str, target: &str) -> Result<()> {
+    let images = ImageStore::open(root)
+        .with_context(|| format!("Failed to open the state root `{}`", root.display()))?;
+    let record = images
+        .get(&crate::registry::canonical(source)?)
+        .or_else(|_| images.get(source))?;
+    images.tag(&ImageRecord {
+        name: crate::registry::canonical(target)?,
+        ..record
+    })?;
+    Ok(())
+}

@@ -43,6 +43,9 @@ fn main() -> ExitCode {
             name,
             insecure_registries,
         } => registry::push_command(&cli.root, &name, &insecure_registries).map(|()| 0),
+        args::Command::Tag { source, target } => {
+            images::tag(&cli.root, &source, &target).map(|()| 0)
+        }
         args::Command::Images => images::list(&cli.root).map(|()| 0),
         args::Command::Rmi { names } => images::remove(&cli.root, &names).map(|()| 0),
         args::Command::Build(build_args) => build::run(&cli.root, &build_args),

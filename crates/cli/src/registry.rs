@@ -214,6 +214,49 @@ pub fn pull_command(
     Ok(())
 }
 
+/// Where each blob may be mounted from: images of the store named in the target's registry
+/// (another repository), `preferred` ones (the build's base images) first. A wrong guess
+/// costs nothing: a mount the registry cannot do starts an ordinary upload.
+fn mount_candidates(
+    root: &Path,
+    content: &ContentStore,
+    target: &Reference,
+    preferred: &[String],
+) -> Result<std::collections::BTreeMap<rbuild_digest::Digest, String>> {
+    let images = ImageStore::open(root).map_err(|e| anyhow!("{e}"))?;
+    let mut names: Vec<String> = preferred.iter().filter_map(|p| canonical(p).ok()).collect();
+    names.extend(
+        images
+            .list()
+            .map_err(|e| anyhow!("{e}"))?
+            .into_iter()
+            .map(|r| r.name),
+    );
+    let mut map = std::collections::BTreeMap::new();
+    for name in names {
+        let Ok(source) = Reference::parse(&name) else {
+            continue;
+        };
+        if source.domain != target.domain || source.path == target.path {
+            continue;
+        }
+        let Ok(record) = images.get(&name) else {
+            continue;
+        };
+        let Ok(bytes) = std::fs::read(content.blob_path(&record.manifest)) else {
+            continue;
+        };
+        let Ok((config, layers)) = parse_manifest(&bytes) else {
+            continue;
+        };
+        for blob in layers.into_iter().chain(std::iter::once(config)) {
+            map.entry(blob.digest)
+                .or_insert_with(|| source.path.clone());
+        }
+    }
+    Ok(map)
+}
+
 /// Pushes the stored image `manifest` to `target`; returns the pushed manifest digest.
 pub fn push_manifest(
     root: &Path,
@@ -230,15 +273,7 @@ pub fn push_manifest(
     let (config, layers) = parse_manifest(&bytes).map_err(|e| anyhow!("{e}"))?;
     let mut blobs = layers;
     blobs.push(config);
-    // Base images of the same registry are the places its blobs can be mounted from.
-    let mount_from: Vec<String> = mount_sources
-        .iter()
-        .filter_map(|s| Reference::parse(s).ok())
-        .filter(|s| s.domain == reference.domain && s.path != reference.path)
-        .map(|s| s.path)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let mount_from = mount_candidates(root, &content, &reference, mount_sources)?;
     let client = client(insecure)?;
     let shown = reference.familiar();
     let report = |event: PushEvent| {

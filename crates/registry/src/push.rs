@@ -10,6 +10,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use rbuild_digest::Digest;
 use rbuild_oci::BlobRef;
 use rbuild_snapshotter::content::ContentStore;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek, SeekFrom};
 
 use crate::client::{status_error, Client};
@@ -44,14 +45,15 @@ pub enum PushEvent {
 pub struct PushImage<'a> {
     pub manifest: &'a BlobRef,
     pub blobs: &'a [BlobRef],
-    /// Repositories (paths) of the same registry that may hold some of the blobs (the build's
-    /// base images): tried as cross-repository mount sources.
-    pub mount_from: &'a [String],
+    /// For blobs known to be in another repository (path) of the same registry (the base image
+    /// it was pulled from): tried as a cross-repository mount before uploading.
+    pub mount_from: &'a BTreeMap<Digest, String>,
 }
 
-fn push_scopes(reference: &Reference, mount_from: &[String]) -> Vec<String> {
+fn push_scopes(reference: &Reference, mount_from: &BTreeMap<Digest, String>) -> Vec<String> {
     let mut scopes = vec![format!("repository:{}:pull,push", reference.path)];
-    for from in mount_from {
+    let sources: BTreeSet<&String> = mount_from.values().collect();
+    for from in sources {
         if *from != reference.path {
             scopes.push(format!("repository:{from}:pull"));
         }
@@ -71,16 +73,9 @@ pub async fn push(
     futures_util::stream::iter(image.blobs.iter().map(|blob| {
         let scopes = &scopes;
         async move {
-            let outcome = push_blob(
-                client,
-                reference,
-                scopes,
-                blob,
-                image.mount_from,
-                content,
-                progress,
-            )
-            .await?;
+            let source = image.mount_from.get(&blob.digest).map(String::as_str);
+            let outcome =
+                push_blob(client, reference, scopes, blob, source, content, progress).await?;
             progress(PushEvent::Blob {
                 digest: blob.digest.clone(),
                 size: blob.size,
@@ -143,7 +138,7 @@ async fn push_blob(
     reference: &Reference,
     scopes: &[String],
     blob: &BlobRef,
-    mount_from: &[String],
+    mount_from: Option<&str>,
     content: &ContentStore,
     progress: &(dyn Fn(PushEvent) + Send + Sync),
 ) -> Result<BlobOutcome, RegistryError> {
@@ -220,28 +215,26 @@ async fn upload_once(
     reference: &Reference,
     scopes: &[String],
     blob: &BlobRef,
-    mount_from: &[String],
+    mount_from: Option<&str>,
     path: &std::path::Path,
     what: &str,
 ) -> Result<BlobOutcome, RegistryError> {
     let start_url = client.url(reference, "blobs/uploads/");
     let mut upload: Option<reqwest::Url> = None;
-    for from in mount_from.iter().filter(|f| **f != reference.path) {
+    if let Some(from) = mount_from.filter(|f| *f != reference.path) {
         let digest = blob.digest.to_string();
         let response = client
             .send(&reference.domain, scopes, what, &|http| {
                 Ok(http
                     .post(&start_url)
-                    .query(&[("mount", digest.as_str()), ("from", from.as_str())])
+                    .query(&[("mount", digest.as_str()), ("from", from)])
                     .header(reqwest::header::CONTENT_LENGTH, 0))
             })
             .await?;
         match response.status().as_u16() {
             201 => return Ok(BlobOutcome::Mounted),
-            202 => {
-                upload = Some(location(client, reference, &response, what)?);
-                break;
-            }
+            // Not mountable: the registry started an ordinary upload instead.
+            202 => upload = Some(location(client, reference, &response, what)?),
             _ => {}
         }
     }
