@@ -288,7 +288,7 @@ pub fn push_manifest(
                 match outcome {
                     BlobOutcome::Exists => "already there",
                     BlobOutcome::Mounted => "mounted",
-                    BlobOutcome::Uploaded => "uploaded",
+                    BlobOutcome::Uploaded { .. } => "uploaded",
                 }
             ),
             PushEvent::Retrying { what, error } => format!("retry {what}: {error}"),

@@ -228,8 +228,28 @@ fn pull_build_push_and_read_back_with_skopeo() {
         .expect("json");
         record["manifest"].as_str().expect("digest").to_string()
     };
-    drop(registry);
     let ctx2 = app_context(&dir.path().join("again"), &base, "offline");
+    let resolved = ok(
+        &other_root,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--pull",
+            ctx2.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    let log = text(&resolved);
+    assert!(
+        log.contains(&format!("resolve {base}: sha256:")),
+        "--pull resolves the tag:\n{log}"
+    );
+    assert!(
+        !log.contains(&format!("pull {base}:")),
+        "but downloads no blob:\n{log}"
+    );
+    drop(registry);
     ok(
         &other_root,
         &["build", "-q", ctx2.to_str().expect("utf-8")],

@@ -8,8 +8,8 @@
 //! - transport errors, 408, 429 and 5xx are retried `retries` times with exponential backoff
 //!   (the request is rebuilt each time, so a streamed body is re-read from its start);
 //! - plain HTTP is used only for `localhost`, `127.0.0.0/8`, `::1` and the registries named in
-//!   [`ClientOptions::insecure`], as Docker does; everything else is HTTPS with the system's
-//!   roots.
+//!   [`ClientOptions::insecure`], and only when they do not answer HTTPS ([`Client::prepare`]),
+//!   as Docker does; everything else is HTTPS with the system's roots.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -73,6 +73,8 @@ pub struct Client {
     http: reqwest::Client,
     pub(crate) options: ClientOptions,
     auth: Mutex<HashMap<String, RegistryAuth>>,
+    /// The scheme found by [`Client::prepare`] for registries that may be plain HTTP.
+    schemes: std::sync::Mutex<HashMap<String, &'static str>>,
 }
 
 #[derive(Deserialize)]
@@ -133,12 +135,56 @@ impl Client {
             http,
             options,
             auth: Mutex::new(HashMap::new()),
+            schemes: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
     /// The underlying HTTP client.
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// Whether `domain` may be reached over plain HTTP: loopback, or `--insecure-registry`.
+    fn may_be_plain(&self, domain: &str) -> bool {
+        Reference {
+            domain: domain.to_string(),
+            path: String::new(),
+            tag: None,
+            digest: None,
+        }
+        .is_loopback()
+            || self.options.insecure.iter().any(|i| i == domain)
+    }
+
+    /// For a registry that may be plain HTTP, finds out whether it speaks HTTPS (with a
+    /// certificate the system's roots, or `SSL_CERT_FILE`, trust): if `/v2/` answers over
+    /// HTTPS (or presents a certificate, trusted or not), HTTPS it is; otherwise plain HTTP, as
+    /// Docker falls back. Other registries are always HTTPS. Remembered for the client's life.
+    pub async fn prepare(&self, domain: &str) {
+        if !self.may_be_plain(domain) {
+            return;
+        }
+        if let Ok(known) = self.schemes.lock() {
+            if known.contains_key(domain) {
+                return;
+            }
+        }
+        let probe = self
+            .http
+            .get(format!("https://{domain}/v2/"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        // A server that presented a certificate speaks TLS: falling back to plain HTTP would
+        // only hide the certificate error, which the requests then report.
+        let scheme = match &probe {
+            Ok(_) => "https",
+            Err(e) if transport("", "", e).to_string().contains("certificate") => "https",
+            Err(_) => "http",
+        };
+        if let Ok(mut known) = self.schemes.lock() {
+            known.insert(domain.to_string(), scheme);
+        }
     }
 
     /// `http(s)://host[:port]` of a registry (Docker Hub's API lives at registry-1.docker.io).
@@ -148,15 +194,17 @@ impl Client {
         } else {
             domain
         };
-        let plain = Reference {
-            domain: domain.to_string(),
-            path: String::new(),
-            tag: None,
-            digest: None,
-        }
-        .is_loopback()
-            || self.options.insecure.iter().any(|i| i == domain);
-        format!("{}://{host}", if plain { "http" } else { "https" })
+        let probed = self
+            .schemes
+            .lock()
+            .ok()
+            .and_then(|known| known.get(domain).copied());
+        let scheme = match probed {
+            Some(scheme) => scheme,
+            None if self.may_be_plain(domain) => "http",
+            None => "https",
+        };
+        format!("{scheme}://{host}")
     }
 
     /// `<base>/v2/<path>/<rest>`.

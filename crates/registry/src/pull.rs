@@ -80,6 +80,7 @@ pub async fn pull(
     progress: &(dyn Fn(PullEvent) + Send + Sync),
 ) -> Result<PulledImage, RegistryError> {
     let shown = reference.to_string();
+    client.prepare(&reference.domain).await;
     let (resolved, mut bytes, mut media_type) = resolve_top(client, reference, content).await?;
     progress(PullEvent::Resolved {
         digest: resolved.clone(),

@@ -23,7 +23,8 @@ pub enum BlobOutcome {
     Exists,
     /// Mounted from another repository.
     Mounted,
-    Uploaded,
+    /// Uploaded in this many requests (1: one PUT; more: PATCHes of `chunk_size`, then a PUT).
+    Uploaded { requests: u64 },
 }
 
 /// Progress of a push, for the caller to show.
@@ -69,6 +70,7 @@ pub async fn push(
     content: &ContentStore,
     progress: &(dyn Fn(PushEvent) + Send + Sync),
 ) -> Result<Digest, RegistryError> {
+    client.prepare(&reference.domain).await;
     let scopes = push_scopes(reference, image.mount_from);
     futures_util::stream::iter(image.blobs.iter().map(|blob| {
         let scopes = &scopes;
@@ -258,6 +260,7 @@ async fn upload_once(
     if blob.size > chunk {
         // Chunked: PATCH each range, following the Location the registry returns.
         let mut offset = 0u64;
+        let mut requests = 1;
         while offset < blob.size {
             let len = chunk.min(blob.size - offset);
             let bytes = read_range(path, offset, len, what)?;
@@ -277,6 +280,7 @@ async fn upload_once(
             }
             url = location(client, reference, &response, what)?;
             offset += len;
+            requests += 1;
         }
         let mut finish = url.clone();
         finish
@@ -292,7 +296,7 @@ async fn upload_once(
         if !response.status().is_success() {
             return Err(status_error(what, response).await);
         }
-        return Ok(BlobOutcome::Uploaded);
+        return Ok(BlobOutcome::Uploaded { requests });
     }
     let mut finish = url;
     finish
@@ -317,7 +321,7 @@ async fn upload_once(
     if !response.status().is_success() {
         return Err(status_error(what, response).await);
     }
-    Ok(BlobOutcome::Uploaded)
+    Ok(BlobOutcome::Uploaded { requests: 1 })
 }
 
 fn read_range(

@@ -22,9 +22,15 @@ enum Fault {
     DropAlways,
     /// The layer's bytes are not the ones its digest names.
     WrongBytes,
+    /// The first `n` layer requests are answered 503 Service Unavailable.
+    UnavailableFirst(usize),
+    /// No fault.
+    None,
 }
 
 struct Image {
+    /// A multi-platform index: the host's entry is `manifest`, and an s390x and an arm/v7 entry.
+    index: Vec<u8>,
     manifest: Vec<u8>,
     config: Vec<u8>,
     layer: Vec<u8>,
@@ -48,7 +54,21 @@ fn image() -> Image {
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": Digest::of(&layer).to_string(), "size": layer.len()}]
     }))
     .expect("manifest json");
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": format!("sha256:{}", "1".repeat(64)), "size": 10,
+             "platform": {"os": "linux", "architecture": "s390x"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": Digest::of(&manifest).to_string(), "size": manifest.len(),
+             "platform": {"os": "linux", "architecture": host_platform().architecture}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": format!("sha256:{}", "2".repeat(64)), "size": 10,
+             "platform": {"os": "linux", "architecture": "arm", "variant": "v7"}},
+        ]
+    }))
+    .expect("index json");
     Image {
+        index,
         manifest,
         config,
         layer,
@@ -116,7 +136,18 @@ fn handle(
         let config_path = format!("/v2/test/img/blobs/{}", Digest::of(&image.config));
         let (status, mut body, extra): (&str, Vec<u8>, String) = if path == "/v2/" {
             ("200 OK", b"{}".to_vec(), String::new())
-        } else if path == "/v2/test/img/manifests/1" {
+        } else if path == "/v2/test/img/manifests/multi" {
+            (
+                "200 OK",
+                image.index.clone(),
+                format!(
+                    "Content-Type: application/vnd.oci.image.index.v1+json\r\nDocker-Content-Digest: {}\r\n",
+                    Digest::of(&image.index)
+                ),
+            )
+        } else if path == "/v2/test/img/manifests/1"
+            || path == format!("/v2/test/img/manifests/{}", Digest::of(&image.manifest))
+        {
             (
                 "200 OK",
                 image.manifest.clone(),
@@ -129,6 +160,17 @@ fn handle(
             ("200 OK", image.config.clone(), String::new())
         } else if path == layer_path {
             let n = count.fetch_add(1, Ordering::SeqCst);
+            if let Fault::UnavailableFirst(k) = fault {
+                if n < k {
+                    let body = "{\"errors\":[{\"code\":\"UNAVAILABLE\"}]}";
+                    write!(
+                        stream,
+                        "HTTP/1.1 503 Service Unavailable\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    )?;
+                    continue;
+                }
+            }
             let mut bytes = image.layer.clone();
             if fault == Fault::WrongBytes {
                 bytes[1000] ^= 0xff;
@@ -158,7 +200,7 @@ fn handle(
             let broken = match fault {
                 Fault::DropFirst(k) => n < k,
                 Fault::DropAlways => true,
-                Fault::WrongBytes => false,
+                Fault::WrongBytes | Fault::UnavailableFirst(_) | Fault::None => false,
             };
             if broken {
                 // Half of what was promised, then the connection goes away.
@@ -208,10 +250,19 @@ async fn pull_from(
     registry: &FakeRegistry,
     content: &ContentStore,
 ) -> Result<rbuild_registry::pull::PulledImage, RegistryError> {
-    let reference =
-        Reference::parse(&format!("127.0.0.1:{}/test/img:1", registry.port)).expect("reference");
+    pull_tag(registry, content, "1", &host_platform()).await
+}
+
+async fn pull_tag(
+    registry: &FakeRegistry,
+    content: &ContentStore,
+    tag: &str,
+    platform: &Platform,
+) -> Result<rbuild_registry::pull::PulledImage, RegistryError> {
+    let reference = Reference::parse(&format!("127.0.0.1:{}/test/img:{tag}", registry.port))
+        .expect("reference");
     let ignore = |_: PullEvent| {};
-    pull(&client(), &reference, &host_platform(), content, &ignore).await
+    pull(&client(), &reference, platform, content, &ignore).await
 }
 
 fn ingest_is_empty(root: &std::path::Path) -> bool {
@@ -296,4 +347,58 @@ async fn a_blob_whose_digest_does_not_match_is_rejected() {
         .open_blob(&layer)
         .map(|mut f| f.read_to_end(&mut sink))
         .is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_503_answers_are_retried() {
+    let registry = serve(Fault::UnavailableFirst(2), true);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let content = ContentStore::open(dir.path()).expect("store");
+    let pulled = pull_from(&registry, &content)
+        .await
+        .expect("pull after retries");
+    content
+        .verify(&pulled.layers[0].digest)
+        .expect("whole layer");
+    assert_eq!(registry.layer_requests.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_is_resolved_to_the_requested_platform() {
+    let registry = serve(Fault::None, true);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let content = ContentStore::open(dir.path()).expect("store");
+    let pulled = pull_tag(&registry, &content, "multi", &host_platform())
+        .await
+        .expect("the host's entry");
+    let image = image();
+    assert_eq!(
+        pulled.resolved,
+        Digest::of(&image.index),
+        "the tag names the index"
+    );
+    assert_eq!(pulled.manifest.digest, Digest::of(&image.manifest));
+    assert!(
+        content.contains(&Digest::of(&image.index)),
+        "the index is kept"
+    );
+
+    let error = pull_tag(
+        &registry,
+        &content,
+        "multi",
+        &Platform::new("linux", "riscv64", None),
+    )
+    .await
+    .expect_err("no riscv64 entry");
+    let text = error.to_string();
+    assert!(matches!(error, RegistryError::NoPlatform { .. }), "{text}");
+    assert!(text.contains("has no image for linux/riscv64"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "linux/s390x, linux/{}, linux/arm/v7",
+            host_platform().architecture
+        )),
+        "the error lists what the index has: {text}"
+    );
 }

@@ -314,14 +314,26 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Starts the registry and waits until `/v2/` answers.
+    /// Starts the registry (plain HTTP) and waits until it listens.
     pub fn start(auth: RegistryAuth) -> Registry {
+        Registry::start_with(auth, None)
+    }
+
+    /// Starts the registry, serving HTTPS with `tls` = (certificate, key) when given.
+    pub fn start_with(auth: RegistryAuth, tls: Option<(&Path, &Path)>) -> Registry {
         let binary = require_tool("docker-registry", "docker-registry");
         let dir = tempfile::Builder::new()
             .prefix("rbuild-registry-")
             .tempdir()
             .unwrap_or_else(|e| panic!("cannot create a registry directory: {e}"));
         let port = free_port();
+        let tls_yaml = tls.map_or_else(String::new, |(cert, key)| {
+            format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            )
+        });
         let auth_yaml = match &auth {
             RegistryAuth::None => String::new(),
             RegistryAuth::Htpasswd(file) => format!(
@@ -339,7 +351,7 @@ impl Registry {
             ),
         };
         let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth_yaml}",
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{tls_yaml}{auth_yaml}",
             dir.path().join("data").display()
         );
         let config_path = dir.path().join("config.yml");
