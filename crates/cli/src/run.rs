@@ -30,6 +30,15 @@ impl OutputSink for Passthrough {
 
 /// Runs the image; returns its exit code.
 pub fn run(root: &Path, args: &RunArgs) -> Result<u8> {
+    // As `docker run`: an image missing from the store is pulled first.
+    crate::registry::ensure_images(
+        root,
+        &std::collections::BTreeSet::from([args.image.clone()]),
+        crate::registry::PullPolicy::Missing,
+        &rbuild_frontend::stages::Platform::host(),
+        &[],
+        false,
+    )?;
     let worker = LocalWorker::open(root, Default::default(), Default::default())
         .map_err(|e| anyhow!("{e}"))?;
     let image = worker
