@@ -10,9 +10,10 @@
 //! wins). The blobs themselves live in the content store; removing a name never deletes blobs
 //! (garbage collection does, issue 5).
 //!
-//! Names are stored as written (`rbuild-test/busybox:1`), with `:latest` added when there is
-//! neither tag nor digest. Full Docker reference normalisation (`busybox` →
-//! `docker.io/library/busybox:latest`) arrives with the registry client (issue 6).
+//! Names are stored as the caller gives them, with `:latest` added when there is neither tag
+//! nor digest. rbuild's callers give full normalised references (`busybox` →
+//! `docker.io/library/busybox:latest`, rbuild-registry's `Reference`); this store does not
+//! depend on the registry crate, so it checks only the characters.
 
 use std::fs;
 use std::io::{self, Write};
