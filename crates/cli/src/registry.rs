@@ -222,7 +222,11 @@ fn mount_candidates(
     content: &ContentStore,
     target: &Reference,
     preferred: &[String],
+    blobs: &[BlobRef],
 ) -> Result<std::collections::BTreeMap<rbuild_digest::Digest, String>> {
+    // Token requests name every source repository: a few are enough.
+    const MAX_SOURCES: usize = 8;
+    let wanted: BTreeSet<&rbuild_digest::Digest> = blobs.iter().map(|b| &b.digest).collect();
     let images = ImageStore::open(root).map_err(|e| anyhow!("{e}"))?;
     let mut names: Vec<String> = preferred.iter().filter_map(|p| canonical(p).ok()).collect();
     names.extend(
@@ -249,9 +253,15 @@ fn mount_candidates(
         let Ok((config, layers)) = parse_manifest(&bytes) else {
             continue;
         };
+        let sources: BTreeSet<&String> = map.values().collect();
+        if sources.len() >= MAX_SOURCES && !sources.contains(&source.path) {
+            continue;
+        }
         for blob in layers.into_iter().chain(std::iter::once(config)) {
-            map.entry(blob.digest)
-                .or_insert_with(|| source.path.clone());
+            if wanted.contains(&blob.digest) {
+                map.entry(blob.digest)
+                    .or_insert_with(|| source.path.clone());
+            }
         }
     }
     Ok(map)
@@ -273,7 +283,7 @@ pub fn push_manifest(
     let (config, layers) = parse_manifest(&bytes).map_err(|e| anyhow!("{e}"))?;
     let mut blobs = layers;
     blobs.push(config);
-    let mount_from = mount_candidates(root, &content, &reference, mount_sources)?;
+    let mount_from = mount_candidates(root, &content, &reference, mount_sources, &blobs)?;
     let client = client(insecure)?;
     let shown = reference.familiar();
     let report = |event: PushEvent| {
@@ -366,13 +376,22 @@ pub fn load_into_engine(
     }
     drop(writer);
     drop(sender);
-    let messages = rt
+    let loaded = rt
         .block_on(load)
-        .map_err(|e| anyhow!("the load task failed: {e}"))?
-        .map_err(|e| anyhow!("Failed to load the image into the engine: {e}"))?;
-    written?;
-    flushed.context("Failed to stream the image to the engine")?;
-    Ok(messages)
+        .map_err(|e| anyhow!("the load task failed: {e}"))?;
+    // The engine's answer first when it refused the image: the local write then failed only
+    // because the connection closed. A local failure with an engine that said nothing is the
+    // local error.
+    match (loaded, written) {
+        (Err(engine), _) => Err(anyhow!(
+            "Failed to load the image into the engine: {engine}"
+        )),
+        (Ok(_), Err(local)) => Err(local.context("Failed to write the image for the engine")),
+        (Ok(messages), Ok(_)) => {
+            flushed.context("Failed to stream the image to the engine")?;
+            Ok(messages)
+        }
+    }
 }
 
 const CHUNK: usize = 256 << 10;

@@ -100,7 +100,7 @@ async fn request(
         builder = builder.header(hyper::header::CONTENT_TYPE, t);
     }
     let req = builder.body(body).map_err(|e| http(e.to_string()))?;
-    let response = match endpoint {
+    let (response, driver) = match endpoint {
         Endpoint::Unix(path) => {
             let stream = tokio::net::UnixStream::connect(path)
                 .await
@@ -116,30 +116,52 @@ async fn request(
     }
     .map_err(|e| http(e.to_string()))?;
     let status = response.status().as_u16();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| http(e.to_string()))?
-        .to_bytes();
-    Ok((status, bytes.to_vec()))
+    let mut body = response.into_body();
+    let mut bytes = Vec::new();
+    let read = loop {
+        match body.frame().await {
+            None => break Ok(()),
+            Some(Err(e)) => break Err(http(e.to_string())),
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    if bytes.len() + data.len() > REPLY_LIMIT {
+                        break Err(http("the reply is larger than 4 MiB".to_string()));
+                    }
+                    bytes.extend_from_slice(data);
+                }
+            }
+        }
+    };
+    // The exchange is over: stop the connection task, which drops whatever of the request
+    // body it still holds (a writer still producing it then sees the channel closed rather
+    // than waiting for ever on an engine that answered early).
+    driver.abort();
+    read?;
+    Ok((status, bytes))
 }
+
+/// The largest reply read from the engine (`/images/load` answers a few lines).
+const REPLY_LIMIT: usize = 4 << 20;
+
+type Driver = tokio::task::JoinHandle<Result<(), hyper::Error>>;
 
 async fn send<IO>(
     io: IO,
     req: hyper::Request<Body>,
-) -> Result<hyper::Response<hyper::body::Incoming>, hyper::Error>
+) -> Result<(hyper::Response<hyper::body::Incoming>, Driver), hyper::Error>
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
-    // The connection task drives the socket; it ends when the response is read.
+    // The connection task drives the socket until the caller aborts it.
     let driver = tokio::spawn(connection);
-    let response = sender.send_request(req).await;
-    if response.is_err() {
-        driver.abort();
+    match sender.send_request(req).await {
+        Ok(response) => Ok((response, driver)),
+        Err(e) => {
+            driver.abort();
+            Err(e)
+        }
     }
-    response
 }
 
 /// `GET /_ping`: whether an engine answers at `endpoint`.

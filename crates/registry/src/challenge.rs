@@ -36,10 +36,11 @@ pub fn parse(header: &str) -> Vec<Challenge> {
             }
             rest = tail.trim_start().trim_start_matches(',').trim_start();
         } else if token.is_empty() {
-            rest = after.trim_start_matches(',').trim_start();
-            if rest.len() == header.len() {
-                break;
-            }
+            // Stray punctuation (`,`, `=` with no challenge yet): skip one character, so every
+            // turn of the loop consumes input.
+            let mut chars = rest.chars();
+            chars.next();
+            rest = chars.as_str().trim_start();
         } else {
             out.push(Challenge {
                 scheme: token.to_ascii_lowercase(),
@@ -114,7 +115,12 @@ mod tests {
             ",,,",
             "a=b",
             "Bearer ,=,=\"\\",
+            ",=x",
+            "==",
+            "=,=",
+            " , = Basic",
         ] {
+            // Also: every input ends (this loop used to spin on `,=x`).
             let _ = parse(text);
         }
     }

@@ -67,14 +67,26 @@ struct RegistryAuth {
     tokens: HashMap<String, String>,
 }
 
+/// How a registry is reached, once [`Client::prepare`] found out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Https,
+    /// HTTPS without certificate verification: only registries named `--insecure-registry`
+    /// whose certificate does not verify, as Docker does for them.
+    HttpsUnverified,
+    Http,
+}
+
 /// A registry client shared by every pull and push of a command.
 #[derive(Debug)]
 pub struct Client {
     http: reqwest::Client,
+    /// For [`Scheme::HttpsUnverified`] registries only.
+    http_unverified: reqwest::Client,
     pub(crate) options: ClientOptions,
     auth: Mutex<HashMap<String, RegistryAuth>>,
     /// The scheme found by [`Client::prepare`] for registries that may be plain HTTP.
-    schemes: std::sync::Mutex<HashMap<String, &'static str>>,
+    schemes: std::sync::Mutex<HashMap<String, Scheme>>,
 }
 
 #[derive(Deserialize)]
@@ -89,6 +101,29 @@ struct TokenReply {
 pub(crate) type MakeRequest<'a> =
     dyn Fn(&reqwest::Client) -> Result<reqwest::RequestBuilder, RegistryError> + Send + Sync + 'a;
 
+/// `url` without its query: pre-signed storage URLs carry their signature there, which must
+/// not reach error messages and logs.
+pub(crate) fn shown_url(url: &str) -> String {
+    url.split('?').next().unwrap_or(url).to_string()
+}
+
+/// Reads at most `limit` bytes of a response body (a hostile registry cannot make rbuild
+/// buffer more); `None` when the body is larger or broken.
+pub(crate) async fn read_capped(mut response: reqwest::Response, limit: usize) -> Option<Vec<u8>> {
+    let mut bytes = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        if bytes.len() + chunk.len() > limit {
+            return None;
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Some(bytes)
+}
+
+/// The largest error body kept, and the largest token reply accepted.
+const ERROR_BODY_LIMIT: usize = 64 << 10;
+const TOKEN_REPLY_LIMIT: usize = 1 << 20;
+
 fn transport(what: &str, url: &str, e: &reqwest::Error) -> RegistryError {
     // The chain of sources says what actually failed (connection refused, reset, TLS).
     let mut detail = e.to_string();
@@ -100,16 +135,19 @@ fn transport(what: &str, url: &str, e: &reqwest::Error) -> RegistryError {
     }
     RegistryError::Transport {
         what: what.to_string(),
-        url: url.to_string(),
-        detail,
+        url: shown_url(url),
+        detail: detail.replace(url, &shown_url(url)),
     }
 }
 
 /// The error for a response that is not what the caller wanted (its body, shortened).
 pub(crate) async fn status_error(what: &str, response: reqwest::Response) -> RegistryError {
     let status = response.status().as_u16();
-    let url = response.url().to_string();
-    let body = response.text().await.unwrap_or_default();
+    let url = shown_url(response.url().as_str());
+    let body = read_capped(response, ERROR_BODY_LIMIT)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_else(|| "(a body too large to show)".to_string());
     let body: String = body.trim().chars().take(300).collect();
     if status == 404 {
         return RegistryError::NotFound(what.to_string());
@@ -124,15 +162,23 @@ pub(crate) async fn status_error(what: &str, response: reqwest::Response) -> Reg
 
 impl Client {
     pub fn new(options: ClientOptions) -> Result<Client, RegistryError> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(120))
-            .pool_max_idle_per_host(16)
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(30))
+                .read_timeout(Duration::from_secs(120))
+                .pool_max_idle_per_host(16)
+        };
+        let http = builder()
+            .build()
+            .map_err(|e| transport("create the HTTP client", "", &e))?;
+        let http_unverified = builder()
+            .danger_accept_invalid_certs(true)
             .build()
             .map_err(|e| transport("create the HTTP client", "", &e))?;
         Ok(Client {
             http,
+            http_unverified,
             options,
             auth: Mutex::new(HashMap::new()),
             schemes: std::sync::Mutex::new(HashMap::new()),
@@ -169,18 +215,25 @@ impl Client {
                 return;
             }
         }
-        let probe = self
-            .http
-            .get(format!("https://{domain}/v2/"))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await;
+        let probe = |http: &reqwest::Client| {
+            http.get(format!("https://{domain}/v2/"))
+                .timeout(Duration::from_secs(5))
+                .send()
+        };
+        let insecure = self.options.insecure.iter().any(|i| i == domain);
         // A server that presented a certificate speaks TLS: falling back to plain HTTP would
-        // only hide the certificate error, which the requests then report.
-        let scheme = match &probe {
-            Ok(_) => "https",
-            Err(e) if transport("", "", e).to_string().contains("certificate") => "https",
-            Err(_) => "http",
+        // only hide the certificate error (which the requests then report), unless the user
+        // named the registry insecure.
+        let scheme = match probe(&self.http).await {
+            Ok(_) => Scheme::Https,
+            Err(e) if transport("", "", &e).to_string().contains("certificate") => {
+                if insecure && probe(&self.http_unverified).await.is_ok() {
+                    Scheme::HttpsUnverified
+                } else {
+                    Scheme::Https
+                }
+            }
+            Err(_) => Scheme::Http,
         };
         if let Ok(mut known) = self.schemes.lock() {
             known.insert(domain.to_string(), scheme);
@@ -200,11 +253,39 @@ impl Client {
             .ok()
             .and_then(|known| known.get(domain).copied());
         let scheme = match probed {
-            Some(scheme) => scheme,
+            Some(Scheme::Https | Scheme::HttpsUnverified) => "https",
+            Some(Scheme::Http) => "http",
             None if self.may_be_plain(domain) => "http",
             None => "https",
         };
         format!("{scheme}://{host}")
+    }
+
+    /// The HTTP client for `domain` (the unverified one only for an insecure registry whose
+    /// certificate does not verify).
+    fn http_for(&self, domain: &str) -> &reqwest::Client {
+        let unverified = self
+            .schemes
+            .lock()
+            .ok()
+            .and_then(|known| known.get(domain).copied())
+            == Some(Scheme::HttpsUnverified);
+        if unverified {
+            &self.http_unverified
+        } else {
+            &self.http
+        }
+    }
+
+    /// Whether `url` is on the registry `domain` itself (scheme, host and port): credentials
+    /// go there and nowhere else (upload locations and redirects may name other hosts).
+    fn is_registry_url(&self, domain: &str, url: &reqwest::Url) -> bool {
+        let Ok(base) = reqwest::Url::parse(&self.base_url(domain)) else {
+            return false;
+        };
+        base.scheme() == url.scheme()
+            && base.host_str() == url.host_str()
+            && base.port_or_known_default() == url.port_or_known_default()
     }
 
     /// `<base>/v2/<path>/<rest>`.
@@ -225,18 +306,53 @@ impl Client {
         what: &str,
         make: &MakeRequest<'_>,
     ) -> Result<reqwest::Response, RegistryError> {
+        self.send_with_retries(domain, scopes, what, make, self.options.retries)
+            .await
+    }
+
+    /// [`Client::send`] without transient retries, for requests that must not be repeated
+    /// blindly (an upload chunk the registry may already have taken).
+    pub(crate) async fn send_once(
+        &self,
+        domain: &str,
+        scopes: &[String],
+        what: &str,
+        make: &MakeRequest<'_>,
+    ) -> Result<reqwest::Response, RegistryError> {
+        self.send_with_retries(domain, scopes, what, make, 0).await
+    }
+
+    async fn send_with_retries(
+        &self,
+        domain: &str,
+        scopes: &[String],
+        what: &str,
+        make: &MakeRequest<'_>,
+        retries: u32,
+    ) -> Result<reqwest::Response, RegistryError> {
         let mut attempt = 0;
         let mut authenticated = false;
         loop {
-            let mut request = make(&self.http)?;
-            if let Some(header) = self.authorization(domain, scopes).await {
-                request = request.header(reqwest::header::AUTHORIZATION, header);
+            let (client, request) = make(self.http_for(domain))?.build_split();
+            let mut request = request.map_err(|e| transport(what, "", &e))?;
+            if self.is_registry_url(domain, request.url()) {
+                if let Some(header) = self.authorization(domain, scopes).await {
+                    let value = reqwest::header::HeaderValue::from_str(&header).map_err(|_| {
+                        RegistryError::invalid(what, "a credential is not a valid header value")
+                    })?;
+                    request
+                        .headers_mut()
+                        .insert(reqwest::header::AUTHORIZATION, value);
+                }
             }
-            let (client, request) = request.build_split();
-            let request = request.map_err(|e| transport(what, "", &e))?;
             let url = request.url().to_string();
             let error = match client.execute(request).await {
-                Ok(response) if response.status() == reqwest::StatusCode::UNAUTHORIZED => {
+                // Only the registry itself may ask for credentials (not a host it redirected
+                // to).
+                Ok(response)
+                    if response.status() == reqwest::StatusCode::UNAUTHORIZED
+                        && self.is_registry_url(domain, response.url()) =>
+                {
                     let challenges: Vec<Challenge> = response
                         .headers()
                         .get_all(reqwest::header::WWW_AUTHENTICATE)
@@ -269,7 +385,7 @@ impl Client {
                 Ok(response) => return Ok(response),
                 Err(e) => transport(what, &url, &e),
             };
-            if attempt >= self.options.retries {
+            if attempt >= retries {
                 return Err(error);
             }
             tokio::time::sleep(self.backoff(attempt)).await;
@@ -282,16 +398,40 @@ impl Client {
         self.options.backoff * 2u32.saturating_pow(attempt.min(6))
     }
 
+    /// The credential for `domain`, looked up once. The lookup may run a credential helper,
+    /// so it runs on a blocking thread, with no lock held, and at most 60 s.
     async fn credential(&self, domain: &str) -> Result<Option<Credential>, RegistryError> {
-        let mut auth = self.auth.lock().await;
-        let entry = auth.entry(domain.to_string()).or_default();
-        if entry.credential.is_none() {
-            entry.credential = Some(credentials::lookup(
-                self.options.docker_config.as_deref(),
-                domain,
-            )?);
+        if let Some(known) = self
+            .auth
+            .lock()
+            .await
+            .get(domain)
+            .and_then(|e| e.credential.clone())
+        {
+            return Ok(known);
         }
-        Ok(entry.credential.clone().flatten())
+        let dir = self.options.docker_config.clone();
+        let name = domain.to_string();
+        let lookup =
+            tokio::task::spawn_blocking(move || credentials::lookup(dir.as_deref(), &name));
+        let found = match tokio::time::timeout(Duration::from_secs(60), lookup).await {
+            Ok(Ok(found)) => found?,
+            Ok(Err(e)) => {
+                return Err(RegistryError::Credentials {
+                    registry: domain.to_string(),
+                    detail: format!("the lookup failed: {e}"),
+                })
+            }
+            Err(_) => {
+                return Err(RegistryError::Credentials {
+                    registry: domain.to_string(),
+                    detail: "the credential helper did not answer within 60 s".to_string(),
+                })
+            }
+        };
+        let mut auth = self.auth.lock().await;
+        auth.entry(domain.to_string()).or_default().credential = Some(found.clone());
+        Ok(found)
     }
 
     /// The Authorization header for a request to `domain` needing `scopes`, if any is known.
@@ -377,6 +517,18 @@ impl Client {
         let mut url = reqwest::Url::parse(realm).map_err(|e| {
             RegistryError::invalid(what, format!("{domain}'s token realm `{realm}`: {e}"))
         })?;
+        if url.scheme() != "https" && self.base_url(domain).starts_with("https://") {
+            return Err(RegistryError::invalid(
+                what,
+                format!("{domain} is HTTPS but names a plain-HTTP token endpoint `{realm}`; rbuild does not send credentials there"),
+            ));
+        }
+        // An insecure registry's unverified TLS extends to its own host only.
+        let token_http = if self.is_registry_url(domain, &url) {
+            self.http_for(domain)
+        } else {
+            &self.http
+        };
         let service = challenge.param("service").unwrap_or_default();
         let request = match credential {
             Some(Credential::IdentityToken(refresh)) => {
@@ -393,7 +545,7 @@ impl Client {
                     .map(|(k, v)| format!("{k}={}", form_encode(v)))
                     .collect::<Vec<_>>()
                     .join("&");
-                self.http
+                token_http
                     .post(url.clone())
                     .header(
                         reqwest::header::CONTENT_TYPE,
@@ -411,7 +563,7 @@ impl Client {
                         query.append_pair("scope", scope);
                     }
                 }
-                let request = self.http.get(url.clone());
+                let request = token_http.get(url.clone());
                 match other {
                     Some(Credential::Basic { username, password }) => request.header(
                         reqwest::header::AUTHORIZATION,
@@ -421,7 +573,7 @@ impl Client {
                 }
             }
         };
-        let what_token = format!("{what}: token from {}", url.as_str());
+        let what_token = format!("{what}: token from {}", shown_url(url.as_str()));
         let response = request
             .send()
             .await
@@ -440,9 +592,15 @@ impl Client {
         if !response.status().is_success() {
             return Err(status_error(&what_token, response).await);
         }
-        let reply: TokenReply = response
-            .json()
+        let bytes = read_capped(response, TOKEN_REPLY_LIMIT)
             .await
+            .ok_or_else(|| {
+                RegistryError::invalid(
+                    &what_token,
+                    "the token reply is larger than 1 MiB or broken",
+                )
+            })?;
+        let reply: TokenReply = serde_json::from_slice(&bytes)
             .map_err(|e| RegistryError::invalid(&what_token, format!("not a token reply: {e}")))?;
         reply
             .token
@@ -491,6 +649,39 @@ mod tests {
         assert_eq!(client.base_url("127.0.0.1:39999"), "http://127.0.0.1:39999");
         assert_eq!(client.base_url("reg.lan:5000"), "http://reg.lan:5000");
         assert_eq!(client.base_url("reg.lan:5001"), "https://reg.lan:5001");
+    }
+
+    #[test]
+    fn credentials_go_to_the_registry_itself_only() {
+        let client = Client::new(ClientOptions::default()).expect("client");
+        let url = |u: &str| reqwest::Url::parse(u).expect("url");
+        let domain = "127.0.0.1:5000";
+        assert!(client.is_registry_url(
+            domain,
+            &url("http://127.0.0.1:5000/v2/a/blobs/uploads/x?_state=1")
+        ));
+        assert!(
+            !client.is_registry_url(domain, &url("http://127.0.0.1:5001/v2/")),
+            "other port"
+        );
+        assert!(
+            !client.is_registry_url(domain, &url("http://10.0.0.1:5000/v2/")),
+            "other host"
+        );
+        assert!(
+            !client.is_registry_url(domain, &url("https://127.0.0.1:5000/v2/")),
+            "other scheme"
+        );
+        assert!(client.is_registry_url("ghcr.io", &url("https://ghcr.io:443/v2/")));
+        assert!(!client.is_registry_url("ghcr.io", &url("https://storage.example/blob?sig=x")));
+    }
+
+    #[test]
+    fn error_urls_lose_their_query() {
+        assert_eq!(
+            shown_url("https://storage.example/blob/x?X-Amz-Signature=secret"),
+            "https://storage.example/blob/x"
+        );
     }
 
     #[test]

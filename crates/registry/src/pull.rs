@@ -28,6 +28,8 @@ pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, appl
 
 /// Manifests and indexes are small; a larger one is refused before it is read.
 const MANIFEST_LIMIT: usize = 8 << 20;
+/// Image configs are read whole (history, env): a larger one is refused before it is fetched.
+const CONFIG_LIMIT: u64 = 64 << 20;
 
 /// What a pull stored.
 #[derive(Debug, Clone)]
@@ -118,6 +120,15 @@ pub async fn pull(
     }
     let (config, layers) = parse_manifest(&bytes)
         .map_err(|e| RegistryError::invalid(&shown, format!("invalid manifest: {e}")))?;
+    if config.size > CONFIG_LIMIT {
+        return Err(RegistryError::invalid(
+            &shown,
+            format!(
+                "the image config is {} bytes; rbuild reads configs up to 64 MiB",
+                config.size
+            ),
+        ));
+    }
     // The config first: it says the image's platform, which must be the one asked for.
     let config_downloaded = if content.size(&config.digest).ok().flatten() == Some(config.size) {
         None
@@ -368,6 +379,10 @@ async fn fetch_blob(
     let mut failures = 0u32;
     loop {
         let offset = writer.written();
+        if offset == blob.size && offset > 0 {
+            // Every byte arrived before the connection broke: the commit checks them.
+            break;
+        }
         let response = client
             .send(&reference.domain, &scopes, &what, &|http| {
                 let request = http.get(&url);

@@ -266,8 +266,10 @@ async fn upload_once(
             let bytes = read_range(path, offset, len, what)?;
             let patch_url = url.clone();
             let range = format!("{offset}-{}", offset + len - 1);
+            // Not retried by itself: the registry may have taken the chunk before the error;
+            // a failed chunk fails this attempt, and the blob starts again in a new session.
             let response = client
-                .send(&reference.domain, scopes, what, &|http| {
+                .send_once(&reference.domain, scopes, what, &|http| {
                     Ok(http
                         .patch(patch_url.clone())
                         .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")

@@ -91,6 +91,21 @@ async fn https_with_a_trusted_certificate_and_a_certificate_error_when_untrusted
     assert!(error.to_string().contains("certificate"), "{error}");
     assert!(error.to_string().contains("UnknownIssuer"), "{error}");
 
+    // Named insecure (`--insecure-registry`): HTTPS without verification, as Docker does.
+    let insecure = Client::new(ClientOptions {
+        insecure: vec![registry.host()],
+        ..options()
+    })
+    .expect("client");
+    let store = ContentStore::open(&dir.path().join("c")).expect("store");
+    pull(&insecure, &reference, &host_platform(), &store, &ignore)
+        .await
+        .expect("an insecure registry's certificate is not verified");
+    assert_eq!(
+        insecure.base_url(&reference.domain),
+        format!("https://{}", registry.host())
+    );
+
     // Trusted through SSL_CERT_FILE: HTTPS, verified.
     std::env::set_var("SSL_CERT_FILE", &cert);
     let trusted = Client::new(options()).expect("client");
