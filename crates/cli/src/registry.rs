@@ -128,6 +128,19 @@ async fn pull_one(
     Ok(pulled)
 }
 
+/// Whether the stored image's config names `platform` (a config without os/architecture
+/// counts as any).
+fn is_for_platform(content: &ContentStore, record: &ImageRecord, platform: &Platform) -> bool {
+    let Ok(bytes) = std::fs::read(content.blob_path(&record.config)) else {
+        return false;
+    };
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    if doc["architecture"].as_str().is_none_or(str::is_empty) {
+        return true;
+    }
+    platform.matches(&doc)
+}
+
 /// Makes every image of `references` available in the local store as `policy` says.
 pub fn ensure_images(
     root: &Path,
@@ -139,6 +152,7 @@ pub fn ensure_images(
 ) -> Result<()> {
     let content = ContentStore::open(root).map_err(|e| anyhow!("{e}"))?;
     let images = ImageStore::open(root).map_err(|e| anyhow!("{e}"))?;
+    let wanted_platform = platform_of(platform);
     let mut wanted = Vec::new();
     for text in references {
         if text == "scratch" {
@@ -149,8 +163,13 @@ pub fn ensure_images(
             continue;
         }
         let reference = Reference::parse(text).with_context(|| format!("FROM `{text}`"))?;
-        // A name stored as written by an older rbuild still counts.
-        let have = stored(&images, &reference).is_some() || images.get(text).is_ok();
+        // A name stored as written by an older rbuild still counts. An image of another
+        // platform (pulled with `rbuild pull --platform`) does not, unless nothing may be
+        // pulled.
+        let record = stored(&images, &reference).or_else(|| images.get(text).ok());
+        let have = record.as_ref().is_some_and(|r| {
+            policy == PullPolicy::Never || is_for_platform(&content, r, &wanted_platform)
+        });
         match policy {
             PullPolicy::Never if !have => bail!(
                 "The image `{text}` is not in the local store and `--pull=false` forbids pulling it"
@@ -166,11 +185,10 @@ pub fn ensure_images(
         return Ok(());
     }
     let client = client(insecure)?;
-    let platform = platform_of(platform);
     runtime()?.block_on(async {
         let pulls = wanted
             .iter()
-            .map(|r| pull_one(&client, &content, &images, r, &platform, quiet));
+            .map(|r| pull_one(&client, &content, &images, r, &wanted_platform, quiet));
         futures_util::future::try_join_all(pulls).await.map(|_| ())
     })
 }

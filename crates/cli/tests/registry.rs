@@ -163,7 +163,8 @@ fn pull_build_push_and_read_back_with_skopeo() {
     std::fs::create_dir_all(&named).expect("mkdir");
     std::fs::write(
         named.join("Dockerfile"),
-        "FROM fromlayout\nCOPY --from=fromregistry /msg /again\nRUN cat /msg /again\nCMD [\"cat\", \"/again\"]\n",
+        // Named contexts match every spelling of their name, as in BuildKit.
+        "FROM docker.io/library/fromlayout:latest\nCOPY --from=fromregistry /msg /again\nRUN cat /msg /again\nCMD [\"cat\", \"/again\"]\n",
     )
     .expect("Dockerfile");
     let fourth = dir.path().join("root4");
@@ -524,9 +525,9 @@ fn bearer_tokens_from_the_registrys_token_server() {
             "build",
             "--progress",
             "plain",
-            "-t",
-            &target,
-            "--push",
+            // The buildx spelling of --push, without a local name.
+            "-o",
+            &format!("type=image,name={target},push=true"),
             ctx.to_str().expect("utf-8"),
         ],
         &[("DOCKER_CONFIG", &config)],

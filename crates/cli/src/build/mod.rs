@@ -252,6 +252,49 @@ fn named_contexts(
     Ok((named, dirs))
 }
 
+/// The name a `--build-context` matches by, as BuildKit compares them: the familiar form
+/// without `:latest` (`docker.io/library/alpine:latest`, `alpine:latest` and `alpine` are one).
+fn context_key(name: &str) -> String {
+    rbuild_registry::Reference::parse(name).map_or_else(
+        |_| name.to_string(),
+        |r| {
+            let familiar = r.familiar();
+            familiar
+                .strip_suffix(":latest")
+                .map(str::to_string)
+                .unwrap_or(familiar)
+        },
+    )
+}
+
+/// Makes `FROM docker.io/library/alpine:latest` (and every other spelling of a name) find a
+/// `--build-context alpine=...`: each reference the stages read that names a context under
+/// another spelling becomes an alias of it.
+fn alias_normalised_names(
+    named: &mut BTreeMap<String, NamedContext>,
+    dirs: &mut BTreeMap<String, PathBuf>,
+    references: &BTreeSet<String>,
+) {
+    let by_key: BTreeMap<String, String> = named
+        .keys()
+        .map(|name| (context_key(name), name.clone()))
+        .collect();
+    for reference in references {
+        if named.contains_key(reference) {
+            continue;
+        }
+        let Some(name) = by_key.get(&context_key(reference)) else {
+            continue;
+        };
+        if let Some(context) = named.get(name).cloned() {
+            named.insert(reference.clone(), context);
+        }
+        if let Some(dir) = dirs.get(name).cloned() {
+            dirs.insert(reference.clone(), dir);
+        }
+    }
+}
+
 /// Every image reference the needed stages read (FROM, COPY --from, RUN --mount from=), with
 /// `--build-context` names replaced (a local one is not an image; an alias is its target).
 fn resolved_image_refs(
@@ -360,7 +403,10 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
         cpu_period: args.cpu_period,
         pids: args.pids_limit,
     };
-    let (named, named_dirs) = named_contexts(root, args)?;
+    let (mut named, mut named_dirs) = named_contexts(root, args)?;
+    // Two passes: the base images' configs (ENV, WORKDIR, USER, ONBUILD) shape the stages.
+    let first = stages::resolve(&ast, &options).map_err(src_err)?;
+    alias_normalised_names(&mut named, &mut named_dirs, &image_refs(&first));
     let mut contexts = BTreeMap::from([(
         "context".to_string(),
         BuildContext {
@@ -384,8 +430,6 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
     )
     .map_err(|e| anyhow!("{e}"))?;
 
-    // Two passes: the base images' configs (ENV, WORKDIR, USER, ONBUILD) shape the stages.
-    let first = stages::resolve(&ast, &options).map_err(src_err)?;
     crate::registry::ensure_images(
         root,
         &resolved_image_refs(&first, &named),
