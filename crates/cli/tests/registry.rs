@@ -102,6 +102,37 @@ fn pull_build_push_and_read_back_with_skopeo() {
         "{}",
         text(&again)
     );
+    // The same image as Docker schema 2 (skopeo converts): another manifest, the same blobs.
+    let out = Command::new(require_tool("skopeo", "skopeo"))
+        .args(["copy", "-q", "--dest-tls-verify=false", "--format", "v2s2"])
+        .arg(format!(
+            "oci-archive:{}",
+            rbuild_test::golden_base("busybox-oci.tar").display()
+        ))
+        .arg(format!("docker://{host}/test/busybox:v2s2"))
+        .output()
+        .expect("skopeo");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v2s2 = ok(&root, &["pull", &format!("{host}/test/busybox:v2s2")], &[]);
+    assert!(text(&v2s2).contains("Pulled"), "{}", text(&v2s2));
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join(format!(
+            "images-v1/{}",
+            format!("{host}/test/busybox:v2s2.json")
+                .replace('/', "%2F")
+                .replace(':', "%3A")
+        )))
+        .expect("v2s2 record"),
+    )
+    .expect("json");
+    assert_eq!(
+        record["manifest_media_type"].as_str(),
+        Some("application/vnd.docker.distribution.manifest.v2+json")
+    );
 
     // A build whose base is missing pulls it; the result is pushed with --push.
     let other_root = dir.path().join("root2");
@@ -185,6 +216,20 @@ fn pull_build_push_and_read_back_with_skopeo() {
     );
     let run = ok(&fourth, &["run", "named:1"], &[]);
     assert_eq!(String::from_utf8_lossy(&run.stdout), "pushed by rbuild\n");
+    // The layout's image by digest.
+    ok(
+        &fourth,
+        &[
+            "build",
+            "-q",
+            "--build-context",
+            &format!("fromlayout=oci-layout://{}@{pushed}", layout.display()),
+            "--build-context",
+            &format!("fromregistry=docker-image://{target}"),
+            named.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
     let missing_tag = rbuild(
         &fourth,
         &[
