@@ -21,7 +21,9 @@ pub const KEY_VERSION: &str = "rbuild-cache-key-v1";
 pub struct CacheKey {
     /// Hex sha256 of the parts.
     pub digest: String,
-    pub parts: BTreeMap<String, String>,
+    /// Shared: a COPY of a large context has a part per file, and a key is handed to every
+    /// consumer of its vertex (a clone must not copy twenty thousand strings).
+    pub parts: std::sync::Arc<BTreeMap<String, String>>,
 }
 
 impl CacheKey {
@@ -37,7 +39,7 @@ impl CacheKey {
         }
         CacheKey {
             digest: rbuild_graph::hex(&hasher.finalize()),
-            parts,
+            parts: std::sync::Arc::new(parts),
         }
     }
 }

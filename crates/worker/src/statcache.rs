@@ -2,13 +2,16 @@
 //! under `<state root>/stat-v1/` across builds, so an unchanged file is never read twice.
 //!
 //! ```text
-//! stat-v1/cache.json    {"<dev>:<ino>": [size, mtime_ns, ctime_ns, "<hex digest>"], ...}
+//! stat-v1/cache.bin    "RBSTAT2\n", then 72-byte records, little-endian:
+//!                      dev u64, ino u64, size u64, mtime_ns i64, ctime_ns i64, sha256 [32]
 //! ```
-//! Written whole to a temp file and renamed (a reader sees the old map or the new one); the
-//! ctime in the key catches writes that restore the mtime. Entries are only trusted when all
-//! four stat fields match.
+//! A flat binary file (a no-op build of a 20,000-file context reads and checks every entry:
+//! parsing JSON cost more than the statx walk itself). Written whole to a temp file and renamed
+//! (a reader sees the old file or the new one); a file of any other shape is ignored (the
+//! cache starts empty). The ctime catches writes that restore the mtime. Entries are only
+//! trusted when all three stat fields match.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -16,13 +19,26 @@ use std::sync::Mutex;
 
 use sha2::{Digest as _, Sha256};
 
-type Entry = (u64, i64, i64, String);
+/// (device, inode).
+type Key = (u64, u64);
+
+/// What a file's stat was when its digest was computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    size: u64,
+    mtime: i64,
+    ctime: i64,
+    digest: [u8; 32],
+}
+
+const MAGIC: &[u8; 8] = b"RBSTAT2\n";
+const RECORD: usize = 72;
 
 /// Entries kept across builds before the cache is trimmed to what the last build saw.
 pub const MAX_ENTRIES: usize = 500_000;
 
-/// The hex sha256 of a file's bytes.
-pub fn hash_file(path: &Path) -> std::io::Result<String> {
+/// The sha256 of a file's bytes.
+fn hash_file_bytes(path: &Path) -> std::io::Result<[u8; 32]> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 256 << 10];
@@ -33,35 +49,86 @@ pub fn hash_file(path: &Path) -> std::io::Result<String> {
         }
         hasher.update(&buffer[..n]);
     }
-    Ok(rbuild_graph::hex(&hasher.finalize()))
+    Ok(hasher.finalize().into())
+}
+
+/// The hex sha256 of a file's bytes.
+pub fn hash_file(path: &Path) -> std::io::Result<String> {
+    hash_file_bytes(path).map(|d| hex_of(&d))
 }
 
 #[derive(Debug)]
 pub struct StatCache {
     path: PathBuf,
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: std::sync::RwLock<HashMap<Key, Entry>>,
     dirty: Mutex<bool>,
-    /// Keys looked up or added by this process (kept when the cache is trimmed).
-    seen: Mutex<std::collections::HashSet<String>>,
+    /// Keys looked up or added by this process, noted only once the cache holds more than
+    /// [`MAX_ENTRIES`] / 2 entries (kept when the cache is trimmed).
+    seen: Mutex<HashSet<Key>>,
+}
+
+fn u64_at(record: &[u8], at: usize) -> u64 {
+    let mut bytes = [0u8; 8];
+    if let Some(slice) = record.get(at..at + 8) {
+        bytes.copy_from_slice(slice);
+    }
+    u64::from_le_bytes(bytes)
+}
+
+/// The records of a cache file; empty when it is not one.
+fn decode(bytes: &[u8]) -> HashMap<Key, Entry> {
+    let Some(body) = bytes.strip_prefix(MAGIC.as_slice()) else {
+        return HashMap::new();
+    };
+    if body.len() % RECORD != 0 {
+        return HashMap::new();
+    }
+    let mut map = HashMap::with_capacity(body.len() / RECORD);
+    for record in body.chunks_exact(RECORD) {
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(&record[40..72]);
+        map.insert(
+            (u64_at(record, 0), u64_at(record, 8)),
+            Entry {
+                size: u64_at(record, 16),
+                mtime: u64_at(record, 24) as i64,
+                ctime: u64_at(record, 32) as i64,
+                digest,
+            },
+        );
+    }
+    map
+}
+
+fn encode(map: &HashMap<Key, Entry>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MAGIC.len() + map.len() * RECORD);
+    out.extend_from_slice(MAGIC);
+    for (&(dev, ino), entry) in map {
+        for value in [dev, ino, entry.size, entry.mtime as u64, entry.ctime as u64] {
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+        out.extend_from_slice(&entry.digest);
+    }
+    out
+}
+
+fn hex_of(digest: &[u8; 32]) -> String {
+    rbuild_graph::hex(digest)
 }
 
 impl StatCache {
     pub fn open(state_root: &Path) -> StatCache {
-        let path = state_root.join("stat-v1/cache.json");
-        let entries = std::fs::read(&path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        let path = state_root.join("stat-v1/cache.bin");
+        let entries = std::fs::read(&path).map(|b| decode(&b)).unwrap_or_default();
         StatCache {
             path,
-            entries: Mutex::new(entries),
+            entries: std::sync::RwLock::new(entries),
             dirty: Mutex::new(false),
-            seen: Mutex::new(std::collections::HashSet::new()),
+            seen: Mutex::new(HashSet::new()),
         }
     }
 
-    fn key(meta: &std::fs::Metadata) -> (String, Entry) {
-        let key = format!("{}:{}", meta.dev(), meta.ino());
+    fn key(meta: &std::fs::Metadata) -> (Key, Entry) {
         // Saturating: an mtime centuries away must not overflow (it only has to compare equal).
         let mtime = meta
             .mtime()
@@ -71,29 +138,56 @@ impl StatCache {
             .ctime()
             .saturating_mul(1_000_000_000)
             .saturating_add(meta.ctime_nsec());
-        (key, (meta.size(), mtime, ctime, String::new()))
+        (
+            (meta.dev(), meta.ino()),
+            Entry {
+                size: meta.size(),
+                mtime,
+                ctime,
+                digest: [0; 32],
+            },
+        )
     }
 
     /// The hex sha256 of the file at `path` with `meta` (from the cache when its stat matches).
     pub fn digest(&self, path: &Path, meta: &std::fs::Metadata) -> std::io::Result<String> {
+        self.digest_bytes(path, meta).map(|d| hex_of(&d))
+    }
+
+    /// The sha256 of the file at `path` with `meta` (from the cache when its stat matches).
+    /// Lookups from many threads share a read lock.
+    pub fn digest_bytes(&self, path: &Path, meta: &std::fs::Metadata) -> std::io::Result<[u8; 32]> {
         let (key, mut entry) = Self::key(meta);
-        if let Ok(mut seen) = self.seen.lock() {
-            seen.insert(key.clone());
-        }
-        if let Ok(map) = self.entries.lock() {
+        let mut large = false;
+        if let Ok(map) = self.entries.read() {
+            large = map.len() > MAX_ENTRIES / 2;
             if let Some(known) = map.get(&key) {
-                if (known.0, known.1, known.2) == (entry.0, entry.1, entry.2) {
-                    return Ok(known.3.clone());
+                if (known.size, known.mtime, known.ctime) == (entry.size, entry.mtime, entry.ctime)
+                {
+                    let digest = known.digest;
+                    drop(map);
+                    self.note_seen(key, large);
+                    return Ok(digest);
                 }
             }
         }
-        entry.3 = hash_file(path)?;
-        let digest = entry.3.clone();
-        if let (Ok(mut map), Ok(mut dirty)) = (self.entries.lock(), self.dirty.lock()) {
+        self.note_seen(key, large);
+        entry.digest = hash_file_bytes(path)?;
+        if let (Ok(mut map), Ok(mut dirty)) = (self.entries.write(), self.dirty.lock()) {
             map.insert(key, entry);
             *dirty = true;
         }
-        Ok(digest)
+        Ok(entry.digest)
+    }
+
+    /// Remembers that this process used `key`, once the cache is large enough that a save may
+    /// trim it (below that, nothing is trimmed and the bookkeeping would only cost).
+    fn note_seen(&self, key: Key, large: bool) {
+        if large {
+            if let Ok(mut seen) = self.seen.lock() {
+                seen.insert(key);
+            }
+        }
     }
 
     /// Writes the cache back if it changed (atomically). A cache past [`MAX_ENTRIES`] keeps
@@ -104,20 +198,84 @@ impl StatCache {
             return Ok(());
         }
         let bytes = {
-            let map = self
+            let mut map = self
                 .entries
-                .lock()
+                .write()
                 .map_err(|_| std::io::Error::other("stat cache lock poisoned"))?;
-            serde_json::to_vec(&*map).map_err(std::io::Error::other)?
+            if map.len() > MAX_ENTRIES {
+                // Every lookup was noted (the cache was past MAX_ENTRIES / 2 when it began).
+                if let Ok(seen) = self.seen.lock() {
+                    map.retain(|key, _| seen.contains(key));
+                }
+            }
+            encode(&map)
         };
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
         std::io::Write::write_all(&mut tmp, &bytes)?;
         tmp.persist(&self.path).map_err(|e| e.error)?;
+        // The JSON cache of earlier versions is dead weight once this one exists.
+        let _ = std::fs::remove_file(dir.join("cache.json"));
         if let Ok(mut d) = self.dirty.lock() {
             *d = false;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_bad_files_are_empty_caches() {
+        let mut map = HashMap::new();
+        map.insert(
+            (65024, 42),
+            Entry {
+                size: 7,
+                mtime: -5,
+                ctime: 1_796_000_899_045_845_035,
+                digest: [9; 32],
+            },
+        );
+        map.insert(
+            (1, u64::MAX),
+            Entry {
+                size: 0,
+                mtime: 0,
+                ctime: 0,
+                digest: [0xab; 32],
+            },
+        );
+        let bytes = encode(&map);
+        assert_eq!(bytes.len(), 8 + 2 * RECORD);
+        assert_eq!(decode(&bytes), map);
+        assert!(decode(&bytes[..bytes.len() - 1]).is_empty(), "torn file");
+        assert!(
+            decode(b"{\"65024:1\": [1, 2, 3, \"x\"]}").is_empty(),
+            "old JSON"
+        );
+        assert!(decode(b"").is_empty());
+    }
+
+    #[test]
+    fn a_changed_file_is_hashed_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("f");
+        std::fs::write(&file, "one").expect("write");
+        let cache = StatCache::open(dir.path());
+        let meta = std::fs::symlink_metadata(&file).expect("stat");
+        let first = cache.digest(&file, &meta).expect("digest");
+        assert_eq!(first, hash_file(&file).expect("hash"));
+        cache.save().expect("save");
+        let reopened = StatCache::open(dir.path());
+        assert_eq!(reopened.digest(&file, &meta).expect("cached"), first);
+        std::fs::write(&file, "two").expect("write");
+        let meta = std::fs::symlink_metadata(&file).expect("stat");
+        let second = reopened.digest(&file, &meta).expect("digest");
+        assert_ne!(second, first);
+        assert_eq!(second, hash_file(&file).expect("hash"));
     }
 }

@@ -124,6 +124,10 @@ fn source_date(
         // A tar from stdin carries no trusted repository (its .git/config could run commands).
         return Ok(Some(0));
     }
+    if std::env::var_os("GIT_DIR").is_none() && !in_git_work_tree(context) {
+        // Not a repository: no need to start git (a few ms of every build).
+        return Ok(Some(0));
+    }
     let git = std::process::Command::new("git")
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .args(["-c", "core.fsmonitor=false", "-C"])
@@ -147,6 +151,14 @@ fn source_date(
         }
     }
     Ok(Some(0))
+}
+
+/// Whether `dir` or one of its ancestors has a `.git` (directory, or file of a worktree or
+/// submodule): git's own discovery, without its other ways (`GIT_DIR` is checked apart).
+fn in_git_work_tree(dir: &Path) -> bool {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    dir.ancestors()
+        .any(|d| std::fs::symlink_metadata(d.join(".git")).is_ok())
 }
 
 pub fn parse_size(text: &str) -> Result<u64> {

@@ -35,44 +35,20 @@ pub fn content_parts(
         .map_or(1, |n| n.get())
         .min(entries.len().max(1));
     let chunk = entries.len().div_ceil(threads.max(1)).max(1);
+    // Each thread owns its share of the paths (moved into its result, not copied).
+    let mut shares: Vec<Vec<(String, &super::select::Entry)>> = Vec::new();
+    let mut rest = entries.into_iter();
+    loop {
+        let share: Vec<_> = rest.by_ref().take(chunk).collect();
+        if share.is_empty() {
+            break;
+        }
+        shares.push(share);
+    }
     let results: Vec<Result<Vec<(String, String)>, WorkerError>> = std::thread::scope(|scope| {
-        entries
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|(path, entry)| {
-                            let meta = &entry.meta;
-                            let content = if meta.is_file() {
-                                cache.digest(&entry.host, meta).map_err(|e| {
-                                    WorkerError::new(format!(
-                                        "cannot read {}: {e}",
-                                        entry.host.display()
-                                    ))
-                                })?
-                            } else {
-                                String::new()
-                            };
-                            let (uid, gid) = owner_of(meta, is_context);
-                            let target = entry
-                                .link_target
-                                .as_ref()
-                                .map(|t| t.to_string_lossy().into_owned())
-                                .unwrap_or_default();
-                            let mut hasher = Sha256::new();
-                            hasher.update(format!(
-                                "{}\0{:o}\0{uid}:{gid}\0{target}\0{content}",
-                                kind(meta),
-                                meta.mode() & 0o7777
-                            ));
-                            Ok((
-                                path.clone(),
-                                rbuild_graph::hex(&hasher.finalize())[..32].to_string(),
-                            ))
-                        })
-                        .collect()
-                })
-            })
+        shares
+            .into_iter()
+            .map(|share| scope.spawn(move || checksum_share(share, is_context, cache)))
             .collect::<Vec<_>>()
             .into_iter()
             .map(|h| {
@@ -86,4 +62,50 @@ pub fn content_parts(
         parts.extend(result?);
     }
     Ok(parts)
+}
+
+/// The parts of one thread's share: per entry, the first 128 bits (hex) of
+/// sha256("<kind>\0<mode octal>\0<uid>:<gid>\0<link target>\0<content sha256 hex>").
+fn checksum_share(
+    share: Vec<(String, &super::select::Entry)>,
+    is_context: bool,
+    cache: &StatCache,
+) -> Result<Vec<(String, String)>, WorkerError> {
+    use std::fmt::Write as _;
+    let mut out = Vec::with_capacity(share.len());
+    let mut text = String::with_capacity(256);
+    for (path, entry) in share {
+        let meta = &entry.meta;
+        text.clear();
+        let (uid, gid) = owner_of(meta, is_context);
+        let _ = write!(
+            text,
+            "{}\0{:o}\0{uid}:{gid}\0",
+            kind(meta),
+            meta.mode() & 0o7777
+        );
+        if let Some(target) = &entry.link_target {
+            text.push_str(&target.to_string_lossy());
+        }
+        text.push('\0');
+        if meta.is_file() {
+            let digest = cache.digest_bytes(&entry.host, meta).map_err(|e| {
+                WorkerError::new(format!("cannot read {}: {e}", entry.host.display()))
+            })?;
+            push_hex(&mut text, &digest);
+        }
+        let hash = Sha256::digest(text.as_bytes());
+        let mut value = String::with_capacity(32);
+        push_hex(&mut value, &hash[..16]);
+        out.push((path, value));
+    }
+    Ok(out)
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
 }

@@ -53,6 +53,9 @@ impl Selected {
     }
 }
 
+/// The entries below one directory, or why they could not be listed.
+type Subtree = Result<Vec<Entry>, WorkerError>;
+
 fn has_wildcard(path: &str) -> bool {
     path.contains(['*', '?', '['])
 }
@@ -148,7 +151,7 @@ impl SourceRoot<'_> {
             link_target: None,
         }];
         if entries[0].meta.is_dir() {
-            self.walk(&host, &resolved_rel, "", &mut entries)?;
+            self.walk(&host, &resolved_rel, "", &mut entries, true)?;
         }
         Ok(Selected {
             rel: rel.to_string(),
@@ -157,14 +160,108 @@ impl SourceRoot<'_> {
         })
     }
 
-    /// Appends the tree below `dir` (sorted by name, parents first).
+    /// Appends the tree below `dir` (sorted by name, parents first). With `parallel`, the
+    /// first directory level with two or more subdirectories has their trees walked on up to
+    /// one thread per core (a large context is statx-bound; the order of `out` is the same).
     fn walk(
         &self,
         dir: &Path,
         context_rel: &str,
         rel: &str,
         out: &mut Vec<Entry>,
+        parallel: bool,
     ) -> Result<(), WorkerError> {
+        let children = self.list(dir, context_rel, rel)?;
+        let subdirs: Vec<usize> = children
+            .iter()
+            .enumerate()
+            .filter(|(_, (entry, _))| entry.meta.is_dir())
+            .map(|(i, _)| i)
+            .collect();
+        let workers = if parallel && subdirs.len() >= 2 {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(subdirs.len())
+        } else {
+            1
+        };
+        if workers < 2 {
+            for (entry, child_context) in children {
+                let descend = entry
+                    .meta
+                    .is_dir()
+                    .then(|| (entry.host.clone(), entry.rel.clone()));
+                out.push(entry);
+                if let Some((host, child_rel)) = descend {
+                    self.walk(&host, &child_context, &child_rel, out, parallel)?;
+                }
+            }
+            return Ok(());
+        }
+        let trees = self.walk_subtrees(&children, &subdirs, workers);
+        let mut trees = trees.into_iter();
+        for (entry, _) in children {
+            let is_dir = entry.meta.is_dir();
+            out.push(entry);
+            if is_dir {
+                let tree = trees
+                    .next()
+                    .ok_or_else(|| WorkerError::new("internal error: a subtree went missing"))??;
+                out.extend(tree);
+            }
+        }
+        Ok(())
+    }
+
+    /// The trees below `children[i]` for every `i` of `subdirs`, in that order, walked by
+    /// `workers` threads taking the next directory as they finish one.
+    fn walk_subtrees(
+        &self,
+        children: &[(Entry, String)],
+        subdirs: &[usize],
+        workers: usize,
+    ) -> Vec<Subtree> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let next = AtomicUsize::new(0);
+        let results: Vec<std::sync::Mutex<Option<Subtree>>> = subdirs
+            .iter()
+            .map(|_| std::sync::Mutex::new(None))
+            .collect();
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&index) = subdirs.get(i) else { break };
+                    let (entry, child_context) = &children[index];
+                    let mut tree = Vec::new();
+                    let walked = self
+                        .walk(&entry.host, child_context, &entry.rel, &mut tree, false)
+                        .map(|()| tree);
+                    if let Ok(mut slot) = results[i].lock() {
+                        *slot = Some(walked);
+                    }
+                });
+            }
+        });
+        results
+            .into_iter()
+            .map(|slot| {
+                slot.into_inner()
+                    .ok()
+                    .flatten()
+                    .unwrap_or_else(|| Err(WorkerError::new("a context walker thread failed")))
+            })
+            .collect()
+    }
+
+    /// The children of `dir` that the ignore rules admit, sorted by name, each with its
+    /// context-relative path.
+    fn list(
+        &self,
+        dir: &Path,
+        context_rel: &str,
+        rel: &str,
+    ) -> Result<Vec<(Entry, String)>, WorkerError> {
         let read = std::fs::read_dir(dir)
             .map_err(|e| WorkerError::new(format!("cannot read {}: {e}", dir.display())))?;
         // DirEntry::metadata is an fstatat on the open directory (no symlink followed), far
@@ -174,10 +271,10 @@ impl SourceRoot<'_> {
             .map(|e| (e.file_name(), e))
             .collect();
         children.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = Vec::with_capacity(children.len());
         for (name, dir_entry) in children {
             let name = name.to_string_lossy().into_owned();
             let child_context = join(context_rel, &name);
-            let child_rel = join(rel, &name);
             let host = dir.join(&name);
             let meta = dir_entry
                 .metadata()
@@ -194,18 +291,17 @@ impl SourceRoot<'_> {
             } else {
                 None
             };
-            let is_dir = meta.is_dir();
-            out.push(Entry {
-                rel: child_rel.clone(),
-                host: host.clone(),
-                meta,
-                link_target,
-            });
-            if is_dir {
-                self.walk(&host, &child_context, &child_rel, out)?;
-            }
+            out.push((
+                Entry {
+                    rel: join(rel, &name),
+                    host,
+                    meta,
+                    link_target,
+                },
+                child_context,
+            ));
         }
-        Ok(())
+        Ok(out)
     }
 
     /// Expands a wildcard path component by component (matches sorted, ignored ones dropped).
@@ -313,6 +409,42 @@ mod tests {
             .into_iter()
             .map(|s| (s.rel, s.entries.iter().map(|e| e.rel.clone()).collect()))
             .collect())
+    }
+
+    #[test]
+    fn the_parallel_walk_gives_the_sequential_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for top in ["b", "a", "c", "d e", "f"] {
+            for sub in ["y", "x"] {
+                for file in ["2", "1", "10"] {
+                    let p = dir.path().join(top).join(sub).join(file);
+                    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+                    std::fs::write(&p, file).expect("write");
+                }
+            }
+        }
+        std::fs::write(dir.path().join("top.txt"), "t").expect("write");
+        let rules = IgnoreRules::from_patterns(["c/x", "f"]).expect("rules");
+        let root = SourceRoot {
+            root: dir.path(),
+            ignore: Some(&rules),
+            excludes: None,
+            is_context: true,
+        };
+        let walk = |parallel: bool| {
+            let mut out = Vec::new();
+            root.walk(dir.path(), "", "", &mut out, parallel)
+                .expect("walk");
+            out.into_iter().map(|e| e.rel).collect::<Vec<_>>()
+        };
+        let sequential = walk(false);
+        assert_eq!(walk(true), sequential);
+        // a, b, d e: 1 + 2 x (1 + 3); c without c/x: 1 + 4; top.txt.
+        assert_eq!(sequential.len(), 3 * 9 + 5 + 1, "{sequential:?}");
+        assert_eq!(&sequential[..4], ["a", "a/x", "a/x/1", "a/x/10"]);
+        assert!(!sequential
+            .iter()
+            .any(|p| p.starts_with("f") || p.starts_with("c/x")));
     }
 
     #[test]
