@@ -428,6 +428,22 @@ impl LocalWorker {
         self.commit(view, key, &inputs[0], vertex)
     }
 
+    /// Where the content parts of `op`'s selection from the stage snapshot `id` are kept:
+    /// beside the snapshot (removed with it), named by a hash of the op.
+    fn selection_memo(
+        &self,
+        id: &SnapshotId,
+        op: &rbuild_graph::Copy,
+    ) -> Result<std::path::PathBuf, WorkerError> {
+        let op_json = serde_json::to_vec(op).map_err(|e| WorkerError::new(e.to_string()))?;
+        let hash = rbuild_graph::hex(&<sha2::Sha256 as sha2::Digest>::digest(&op_json));
+        let dir = self.snapshots.layer_dir(id);
+        Ok(dir
+            .parent()
+            .unwrap_or(std::path::Path::new("/"))
+            .join(format!("selection-{}.json", &hash[..32])))
+    }
+
     fn select(
         &self,
         op: &rbuild_graph::Copy,
@@ -645,9 +661,27 @@ impl Worker for LocalWorker {
                     .get(op.input)
                     .and_then(Option::as_ref)
                     .ok_or_else(|| WorkerError::new("COPY: its source is missing"))?;
+                // A stage's snapshot never changes once committed: what a COPY selects from
+                // it hashes to the same parts for ever, so they are kept beside the snapshot
+                // (a no-op rebuild then mounts no view of the source stage).
+                let memo = match source {
+                    Output::Rootfs(Some(id)) => Some(self.selection_memo(id, op)?),
+                    _ => None,
+                };
+                if let Some(parts) = memo
+                    .as_ref()
+                    .and_then(|path| std::fs::read(path).ok())
+                    .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                {
+                    return Ok(parts);
+                }
                 let mut views = Vec::new();
                 let (selected, is_context) = self.select(op, source, &mut views)?;
                 let parts = copy::checksum::content_parts(&selected, is_context, &self.stat_cache)?;
+                if let Some(path) = &memo {
+                    // Best effort: without the memo the next build selects again.
+                    let _ = write_memo(path, &parts);
+                }
                 // A context selection stays valid (its paths are the context's): keep it for
                 // the copy itself. A stage's is read through a view that ends here.
                 if is_context {
@@ -726,4 +760,14 @@ impl Worker for LocalWorker {
     fn cancel_all(&self) {
         self.cancel.cancel();
     }
+}
+
+/// Writes `parts` as JSON to `path` atomically (temp file in the same directory, renamed).
+fn write_memo(path: &std::path::Path, parts: &BTreeMap<String, String>) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(std::path::Path::new("/"));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    serde_json::to_writer(std::io::BufWriter::new(tmp.as_file_mut()), parts)
+        .map_err(std::io::Error::other)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
