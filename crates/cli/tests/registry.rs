@@ -401,31 +401,7 @@ fn b64url(bytes: &[u8]) -> String {
 
 fn start_token_server(dir: &Path, service: &str, issuer: &str) -> TokenServer {
     let openssl = require_tool("openssl", "openssl");
-    let key = dir.join("token.key");
-    let cert = dir.join("token.crt");
-    let out = Command::new(&openssl)
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=rbuild-test-token",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl req");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (cert, key) = rbuild_test::self_signed_certificate(dir, "token", "rbuild-test-token", &[]);
     let der = Command::new(&openssl)
         .args(["x509", "-outform", "DER", "-in"])
         .arg(&cert)

@@ -17,35 +17,17 @@ fn host_platform() -> Platform {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_with_a_trusted_certificate_and_a_certificate_error_when_untrusted() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (cert, key) = (dir.path().join("reg.crt"), dir.path().join("reg.key"));
-    let out = Command::new(require_tool("openssl", "openssl"))
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
+    // rustls refuses a CA certificate as a server's: the certificate says it is not one.
+    let (cert, key) = rbuild_test::self_signed_certificate(
+        dir.path(),
+        "reg",
+        "127.0.0.1",
+        &[
             "subjectAltName=IP:127.0.0.1",
-        ])
-        .args([
-            "-addext",
             "basicConstraints=critical,CA:FALSE",
-            "-addext",
             "keyUsage=digitalSignature,keyEncipherment",
-            "-addext",
             "extendedKeyUsage=serverAuth",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
     let registry = Registry::start_with(RegistryAuth::None, Some((&cert, &key)));
     // skopeo trusts the certificate through a certs.d-style directory.

@@ -549,3 +549,40 @@ impl Drop for PodmanService {
         unmount_below(self.dir.path());
     }
 }
+
+/// A self-signed RSA certificate and its key (`DIR/NAME.crt`, `DIR/NAME.key`) made by openssl
+/// for one day, with subject `/CN=CN` and the `-addext` extensions given.
+pub fn self_signed_certificate(
+    dir: &Path,
+    name: &str,
+    cn: &str,
+    extensions: &[&str],
+) -> (PathBuf, PathBuf) {
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let mut command = Command::new(require_tool("openssl", "openssl"));
+    command
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .arg("-subj")
+        .arg(format!("/CN={cn}"));
+    for extension in extensions {
+        command.args(["-addext", extension]);
+    }
+    let out = command
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl: {e}"));
+    assert!(
+        out.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}

@@ -442,14 +442,18 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
     )
     .map_err(|e| anyhow!("{e}"))?;
 
-    crate::registry::ensure_images(
-        root,
-        &resolved_image_refs(&first, &named),
-        pull_policy,
-        &options.target_platform,
-        &args.insecure_registries,
-        mode == Mode::Quiet,
-    )?;
+    let target_platform = options.target_platform.clone();
+    let ensure_images = |plan: &BuildPlan| {
+        crate::registry::ensure_images(
+            root,
+            &resolved_image_refs(plan, &named),
+            pull_policy,
+            &target_platform,
+            &args.insecure_registries,
+            mode == Mode::Quiet,
+        )
+    };
+    ensure_images(&first)?;
     for reference in image_refs(&first) {
         let target = match named.get(&reference) {
             Some(NamedContext::Local) => continue,
@@ -464,14 +468,7 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
     }
     let plan = stages::resolve(&ast, &options).map_err(src_err)?;
     // ONBUILD triggers of the base images may name more images.
-    crate::registry::ensure_images(
-        root,
-        &resolved_image_refs(&plan, &named),
-        pull_policy,
-        &options.target_platform,
-        &args.insecure_registries,
-        mode == Mode::Quiet,
-    )?;
+    ensure_images(&plan)?;
     for warning in ast
         .warnings
         .iter()
