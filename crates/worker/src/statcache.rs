@@ -60,6 +60,8 @@ pub fn hash_file(path: &Path) -> std::io::Result<String> {
 #[derive(Debug)]
 pub struct StatCache {
     path: PathBuf,
+    /// Read from `path` on first use: a build that copies nothing from a context never reads it.
+    loaded: std::sync::Once,
     entries: std::sync::RwLock<HashMap<Key, Entry>>,
     dirty: Mutex<bool>,
     /// Keys looked up or added by this process, noted only once the cache holds more than
@@ -118,11 +120,10 @@ fn hex_of(digest: &[u8; 32]) -> String {
 
 impl StatCache {
     pub fn open(state_root: &Path) -> StatCache {
-        let path = state_root.join("stat-v1/cache.bin");
-        let entries = std::fs::read(&path).map(|b| decode(&b)).unwrap_or_default();
         StatCache {
-            path,
-            entries: std::sync::RwLock::new(entries),
+            path: state_root.join("stat-v1/cache.bin"),
+            loaded: std::sync::Once::new(),
+            entries: std::sync::RwLock::new(HashMap::new()),
             dirty: Mutex::new(false),
             seen: Mutex::new(HashSet::new()),
         }
@@ -157,6 +158,7 @@ impl StatCache {
     /// The sha256 of the file at `path` with `meta` (from the cache when its stat matches).
     /// Lookups from many threads share a read lock.
     pub fn digest_bytes(&self, path: &Path, meta: &std::fs::Metadata) -> std::io::Result<[u8; 32]> {
+        self.load();
         let (key, mut entry) = Self::key(meta);
         let mut large = false;
         if let Ok(map) = self.entries.read() {
@@ -178,6 +180,18 @@ impl StatCache {
             *dirty = true;
         }
         Ok(entry.digest)
+    }
+
+    /// Reads the cache file into `entries`, once (before any lookup or save).
+    fn load(&self) {
+        self.loaded.call_once(|| {
+            let found = std::fs::read(&self.path)
+                .map(|b| decode(&b))
+                .unwrap_or_default();
+            if let Ok(mut map) = self.entries.write() {
+                *map = found;
+            }
+        });
     }
 
     /// Remembers that this process used `key`, once the cache is large enough that a save may

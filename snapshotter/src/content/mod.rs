@@ -123,12 +123,20 @@ impl ContentStore {
             ingest_dir: root.join(INGEST_DIR),
             root,
         };
+        let mut created = false;
         for dir in [&store.blobs_dir, &store.ingest_dir] {
-            fs::create_dir_all(dir).map_err(|e| ContentError::io("create directory", dir, e))?;
+            if !dir.is_dir() {
+                fs::create_dir_all(dir)
+                    .map_err(|e| ContentError::io("create directory", dir, e))?;
+                created = true;
+            }
         }
-        // Make freshly created directories durable, so a committed blob cannot vanish with them.
-        sync_dir(&store.root)?;
-        sync_dir(state_root)?;
+        // Make freshly created directories durable, so a committed blob cannot vanish with them
+        // (existing ones were made durable by the open that created them).
+        if created {
+            sync_dir(&store.root)?;
+            sync_dir(state_root)?;
+        }
         Ok(store)
     }
 
