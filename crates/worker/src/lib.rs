@@ -8,6 +8,7 @@
 //! storage, sandbox and (later) network.
 
 pub mod copy;
+mod durable;
 pub mod exec;
 pub mod fsutil;
 pub mod gc;
@@ -90,6 +91,8 @@ pub struct LocalWorker {
     /// Layers to write in the background as soon as their snapshot is committed.
     eager_layers: Option<EagerLayers>,
     background: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Index entries waiting for the sync that makes their snapshots durable.
+    durable: durable::DurableIndex,
     /// Held (shared) for the worker's life: prune waits until no build runs.
     _gc_lock: gc::BuildLock,
 }
@@ -115,6 +118,10 @@ impl LocalWorker {
             sandbox: Sandbox::new(state_root.join("run")).map_err(|x| e(&x))?,
             caches: CacheMounts::open(state_root.join("cache-mounts-v1")).map_err(|x| e(&x))?,
             index: CacheIndex::open(state_root),
+            durable: durable::DurableIndex::start(
+                state_root.to_path_buf(),
+                CacheIndex::open(state_root),
+            ),
             stat_cache: StatCache::open(state_root),
             contexts,
             options,
@@ -152,6 +159,7 @@ impl LocalWorker {
     /// Waits for the background layer writes and saves what must outlive the build (the stat
     /// cache).
     pub fn finish(&self) {
+        self.durable.finish();
         let handles = self
             .background
             .lock()
@@ -253,24 +261,26 @@ impl LocalWorker {
             .map_or(0, |d| d.as_nanos());
         let id = SnapshotId::new(format!("k-{}-{:x}", &key.digest[..32], nanos))
             .map_err(|e| WorkerError::new(e.to_string()))?;
+        // The sync that makes the snapshot durable is batched on the index thread.
         self.snapshots
-            .commit(view, &id, parent.as_ref())
+            .commit_unsynced(view, &id, parent.as_ref())
             .map_err(|e| WorkerError::new(e.to_string()))?;
         let created = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        self.index
-            .put(
-                &key.digest,
-                &IndexEntry {
+        self.durable.submit(
+            durable::PendingEntry {
+                key: key.digest.clone(),
+                entry: IndexEntry {
                     snapshot: Some(id.as_str().to_string()),
                     created,
                 },
-            )
-            .map_err(io_err("write the cache index"))?;
-        self.index
-            .put_parts(&self.slot(slot), &key.parts)
-            .map_err(io_err("write the cache index"))?;
+                slot: self.slot(slot),
+                parts: key.parts.clone(),
+            },
+            &self.root,
+            &self.index,
+        );
         self.write_layer_soon(vertex.stage, &id);
         Ok(Output::Rootfs(Some(id)))
     }

@@ -27,7 +27,8 @@
 //!
 //! **Crash safety.** Commit syncs the layer's filesystem (`syncfs`), builds `committed/<id>`
 //! under the view's `commit/` and renames it into place: a snapshot is there complete or not at
-//! all. Two processes committing the same id race harmlessly: the first rename wins and the
+//! all. `commit_unsynced` leaves the sync to the caller (the worker batches one sync for many
+//! commits before it records them in the cache index). Two processes committing the same id race harmlessly: the first rename wins and the
 //! loser's copy is discarded (same content by construction: ids are cache keys).
 
 mod mounts;
@@ -203,16 +204,41 @@ impl Snapshotter {
         Ok(view)
     }
 
-    /// Commits a view as snapshot `id` with `parent`. Idempotent: an existing `id` is kept.
+    /// Commits a view as snapshot `id` with `parent`, durably (synced before it is renamed into
+    /// place). Idempotent: an existing `id` is kept.
     pub fn commit(
+        &self,
+        view: View,
+        id: &SnapshotId,
+        parent: Option<&SnapshotId>,
+    ) -> Result<(), SnapshotError> {
+        self.commit_with(view, id, parent, true)
+    }
+
+    /// [`Snapshotter::commit`] without its syncs: the snapshot is complete for every reader at
+    /// once (a rename), but survives a power loss only after a later `syncfs` of this
+    /// filesystem, which the caller must do before it records the snapshot anywhere durable.
+    pub fn commit_unsynced(
+        &self,
+        view: View,
+        id: &SnapshotId,
+        parent: Option<&SnapshotId>,
+    ) -> Result<(), SnapshotError> {
+        self.commit_with(view, id, parent, false)
+    }
+
+    fn commit_with(
         &self,
         mut view: View,
         id: &SnapshotId,
         parent: Option<&SnapshotId>,
+        durable: bool,
     ) -> Result<(), SnapshotError> {
         view.unmount_all(unmount_strict)?;
-        let upper = fs::File::open(&view.upper).map_err(io_err("open", &view.upper))?;
-        rustix::fs::syncfs(&upper).map_err(|e| io_err("sync", &view.upper)(e.into()))?;
+        if durable {
+            let upper = fs::File::open(&view.upper).map_err(io_err("open", &view.upper))?;
+            rustix::fs::syncfs(&upper).map_err(|e| io_err("sync", &view.upper)(e.into()))?;
+        }
         let staging = view.dir.join("commit");
         fs::create_dir(&staging).map_err(io_err("create", &staging))?;
         let fs_dir = staging.join("fs");
@@ -221,10 +247,13 @@ impl Snapshotter {
             let path = staging.join("parent");
             fs::write(&path, parent.as_str()).map_err(io_err("write", &path))?;
         }
-        sync_dir(&staging)?;
+        if durable {
+            sync_dir(&staging)?;
+        }
         let target = self.dir(id);
         match fs::rename(&staging, &target) {
-            Ok(()) => sync_dir(&self.committed),
+            Ok(()) if durable => sync_dir(&self.committed),
+            Ok(()) => Ok(()),
             // Another build committed the same id first: keep theirs.
             Err(_) if self.exists(id) => Ok(()),
             Err(e) => Err(io_err("commit", &target)(e)),

@@ -129,15 +129,23 @@ fn mount_overlay_fsconfig(target: &Path, options: &OverlayOptions<'_>) -> io::Re
 /// sandbox child inherits (close-on-exec) descriptors into this view at its clone and holds
 /// them for the few milliseconds until its exec. A process that really keeps the view busy
 /// (one still writing into the layer) outlasts that and still fails the commit.
+///
+/// The wait is a poll every millisecond for the first 100 ms (the usual case: a step's mount
+/// namespace is released a few to a hundred milliseconds after its last process exits, and
+/// doubling sleeps overshot that by up to as much again), then every 20 ms.
 pub(crate) fn unmount_strict(target: &Path) -> io::Result<()> {
-    let mut delay = std::time::Duration::from_millis(1);
-    let mut waited = std::time::Duration::ZERO;
+    let started = std::time::Instant::now();
     loop {
         match unmount(target, UnmountFlags::empty()) {
-            Err(rustix::io::Errno::BUSY) if waited < std::time::Duration::from_secs(2) => {
+            Err(rustix::io::Errno::BUSY)
+                if started.elapsed() < std::time::Duration::from_secs(2) =>
+            {
+                let delay = if started.elapsed() < std::time::Duration::from_millis(100) {
+                    std::time::Duration::from_millis(1)
+                } else {
+                    std::time::Duration::from_millis(20)
+                };
                 std::thread::sleep(delay);
-                waited += delay;
-                delay = (delay * 2).min(std::time::Duration::from_millis(100));
             }
             result => return result.map_err(io::Error::from),
         }
