@@ -194,6 +194,7 @@ impl Snapshotter {
             lowers: &lowers,
             upper: &view.upper,
             work: &work,
+            volatile: true,
         };
         mount_overlay(&merged, &options).map_err(|source| SnapshotError::Mount {
             target: merged.clone(),

@@ -32,6 +32,12 @@ pub(crate) struct OverlayOptions<'a> {
     pub lowers: &'a [PathBuf],
     pub upper: &'a Path,
     pub work: &'a Path,
+    /// overlayfs `volatile` (Linux 5.10+): the overlay never syncs its upper filesystem, not on
+    /// fsync and not on unmount. Unmounting a view whose step left 80 MB dirty otherwise waits
+    /// for the whole upper filesystem's writeback (60-100 ms here). Views are throwaway and a
+    /// commit's durability comes from an explicit syncfs of the upper filesystem, so nothing
+    /// relies on the overlay's own syncs. Kernels without it mount without it.
+    pub volatile: bool,
 }
 
 fn utf8(path: &Path) -> io::Result<&str> {
@@ -63,11 +69,33 @@ pub(crate) fn option_string(options: &OverlayOptions<'_>) -> io::Result<String> 
     for (key, value) in DIFF_FRIENDLY {
         data.push_str(&format!(",{key}={value}"));
     }
+    if options.volatile {
+        data.push_str(",volatile");
+    }
     Ok(data)
 }
 
-/// Mounts an overlay at `target`.
+/// Mounts an overlay at `target`; a `volatile` mount the kernel refuses (older than 5.10) is
+/// retried without it.
 pub(crate) fn mount_overlay(target: &Path, options: &OverlayOptions<'_>) -> io::Result<()> {
+    match mount_overlay_once(target, options) {
+        Err(e)
+            if options.volatile
+                && e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) =>
+        {
+            mount_overlay_once(
+                target,
+                &OverlayOptions {
+                    volatile: false,
+                    ..*options
+                },
+            )
+        }
+        result => result,
+    }
+}
+
+fn mount_overlay_once(target: &Path, options: &OverlayOptions<'_>) -> io::Result<()> {
     if options.lowers.len() > MAX_LOWERS {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -105,6 +133,9 @@ fn mount_overlay_fsconfig(target: &Path, options: &OverlayOptions<'_>) -> io::Re
     fsconfig_set_string(fs.as_fd(), "workdir", utf8(options.work)?)?;
     for (key, value) in DIFF_FRIENDLY {
         fsconfig_set_string(fs.as_fd(), key, value)?;
+    }
+    if options.volatile {
+        rustix::mount::fsconfig_set_flag(fs.as_fd(), "volatile")?;
     }
     fsconfig_create(fs.as_fd())?;
     let mnt = fsmount(

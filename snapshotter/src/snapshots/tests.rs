@@ -147,6 +147,7 @@ fn long_chains_keep_whiteouts_and_opaque_dirs() {
         lowers: &chain,
         upper: Path::new("/u"),
         work: Path::new("/w"),
+        volatile: false,
     };
     assert!(
         mounts::option_string(&options).unwrap().len() > 4096,
@@ -222,4 +223,25 @@ fn commit_dir_moves_a_populated_directory() {
         fs::read_to_string(snaps.layer_dir(&id("applied")).join("x")).unwrap(),
         "x"
     );
+}
+
+#[test]
+fn views_are_volatile_overlays() {
+    require_root();
+    let state = tempfile::tempdir().unwrap();
+    let snaps = Snapshotter::open(state.path()).unwrap();
+    // A view without a parent is a plain directory; one on a parent is an overlay.
+    let base = snaps.prepare(None).unwrap();
+    fs::write(base.root().join("f"), "f").unwrap();
+    let parent = id(&format!("{:064}", 1));
+    snaps.commit(base, &parent, None).unwrap();
+    let view = snaps.prepare(Some(&parent)).unwrap();
+    let root = view.root().to_string_lossy().into_owned();
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = info
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(root.as_str()))
+        .unwrap_or_else(|| panic!("no mount at {root}"));
+    // Kernels before 5.10 have no `volatile`; this one (and CI's) does.
+    assert!(line.contains("volatile"), "{line}");
 }
