@@ -1,23 +1,24 @@
-//! Cache index entries made durable in batches, off the build's critical path.
+//! Cache index entries made durable off the build's critical path.
 //!
-//! A step's snapshot is committed (renamed into place) at once and its result used by the
-//! steps after it; the index entries that let *later builds* reuse it are handed to one
-//! background thread, which syncs the filesystem (`syncfs` of the state root) and only then
-//! writes them. One sync covers every commit queued since the last one, instead of one sync per
-//! step on the critical path.
+//! A step's snapshot is committed (renamed into place) without a sync and its index entry is
+//! written at once, marked with this boot's id ([`IndexEntry::boot`]): trusted during this boot
+//! (without a crash, the data is in the page cache or on disk), a miss after a reboot. One
+//! background thread syncs the filesystem (`syncfs` of the state root) for every batch of
+//! entries queued since its last sync and then rewrites them unmarked: durable for good.
 //!
-//! Invariant: an entry is on disk only after a sync that covers its snapshot, so after a power
-//! loss every entry points at a complete snapshot; a snapshot whose entry was not written yet
-//! is an orphan that prune removes. [`DurableIndex::finish`] (called when the build ends, also
-//! after Ctrl-C) drains the queue; a process killed before that loses only the reuse of the
-//! steps it had just finished, never consistency.
+//! Invariant: an unmarked entry is written only after a sync that covers its snapshot, so
+//! after a power loss every trusted entry points at a complete snapshot. When the build ends
+//! ([`DurableIndex::finish`]) a sync in progress completes, but the entries still queued are
+//! left marked rather than making the user wait for the disk: they serve every later build of
+//! this boot, and after a reboot they are misses that prune removes.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use crate::index::{CacheIndex, IndexEntry};
+use crate::index::{current_boot, CacheIndex, IndexEntry};
 
 /// One finished step's index writes.
 #[derive(Debug)]
@@ -32,40 +33,58 @@ pub struct PendingEntry {
 /// The queue and its thread.
 #[derive(Debug)]
 pub struct DurableIndex {
-    sender: Mutex<Option<mpsc::Sender<PendingEntry>>>,
+    sender: Mutex<Option<mpsc::Sender<(String, IndexEntry)>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    finishing: Arc<AtomicBool>,
 }
 
 impl DurableIndex {
-    /// Starts the writer thread for the index under `state_root`.
+    /// Starts the syncing thread for the index under `state_root`.
     pub fn start(state_root: PathBuf, index: CacheIndex) -> DurableIndex {
-        let (sender, receiver) = mpsc::channel::<PendingEntry>();
+        let (sender, receiver) = mpsc::channel::<(String, IndexEntry)>();
+        let finishing = Arc::new(AtomicBool::new(false));
+        let stop = finishing.clone();
         let thread = std::thread::Builder::new()
             .name("index".into())
-            .spawn(move || write_batches(&state_root, &index, &receiver))
+            .spawn(move || sync_batches(&state_root, &index, &receiver, &stop))
             .ok();
         DurableIndex {
             sender: Mutex::new(Some(sender)),
             thread: Mutex::new(thread),
+            finishing,
         }
     }
 
-    /// Queues `pending`; written after the next sync. Without a thread (it could not be
-    /// started) the entry is written here, after a sync of its own.
+    /// Writes `pending` now, marked with this boot, and queues it for the sync that unmarks
+    /// it. Without a boot id to mark with (or without the thread) it is synced and written
+    /// unmarked here.
     pub fn submit(&self, pending: PendingEntry, state_root: &std::path::Path, index: &CacheIndex) {
-        let rejected = match self.sender.lock().ok().and_then(|s| s.clone()) {
-            Some(sender) => sender.send(pending).err().map(|e| e.0),
-            None => Some(pending),
-        };
-        if let Some(pending) = rejected {
-            if sync(state_root) {
-                write(index, &pending);
-            }
+        let _ = index.put_parts(&pending.slot, &pending.parts);
+        let queued = !current_boot().is_empty()
+            && index
+                .put(
+                    &pending.key,
+                    &IndexEntry {
+                        boot: Some(current_boot().to_string()),
+                        ..pending.entry.clone()
+                    },
+                )
+                .is_ok()
+            && self
+                .sender
+                .lock()
+                .ok()
+                .and_then(|s| s.clone())
+                .is_some_and(|s| s.send((pending.key.clone(), pending.entry.clone())).is_ok());
+        if !queued && sync(state_root) {
+            let _ = index.put(&pending.key, &pending.entry);
         }
     }
 
-    /// Writes everything queued and stops the thread.
+    /// Stops the thread: a sync in progress completes (and its batch is unmarked); what is
+    /// still queued stays marked with this boot.
     pub fn finish(&self) {
+        self.finishing.store(true, Ordering::SeqCst);
         if let Ok(mut sender) = self.sender.lock() {
             sender.take();
         }
@@ -81,18 +100,23 @@ impl Drop for DurableIndex {
     }
 }
 
-fn write_batches(
+fn sync_batches(
     state_root: &std::path::Path,
     index: &CacheIndex,
-    receiver: &mpsc::Receiver<PendingEntry>,
+    receiver: &mpsc::Receiver<(String, IndexEntry)>,
+    finishing: &AtomicBool,
 ) {
     while let Ok(first) = receiver.recv() {
+        if finishing.load(Ordering::SeqCst) {
+            return;
+        }
         let mut batch = vec![first];
         batch.extend(receiver.try_iter());
-        // A failed sync writes nothing: the snapshots stay orphans for prune.
+        // A failed sync unmarks nothing: the entries stay boot-scoped.
         if sync(state_root) {
-            for pending in &batch {
-                write(index, pending);
+            for (key, entry) in &batch {
+                // Best effort: a marked entry is still right during this boot.
+                let _ = index.put(key, entry);
             }
         }
     }
@@ -104,13 +128,6 @@ fn sync(state_root: &std::path::Path) -> bool {
     std::fs::File::open(state_root)
         .and_then(|dir| rustix::fs::syncfs(&dir).map_err(std::io::Error::from))
         .is_ok()
-}
-
-/// Best effort: an entry that cannot be written is a cache miss next time, never a wrong hit.
-fn write(index: &CacheIndex, pending: &PendingEntry) {
-    if index.put(&pending.key, &pending.entry).is_ok() {
-        let _ = index.put_parts(&pending.slot, &pending.parts);
-    }
 }
 
 #[cfg(test)]
@@ -129,6 +146,7 @@ mod tests {
                     entry: IndexEntry {
                         snapshot: Some(format!("snap{i}")),
                         created: 7,
+                        boot: None,
                     },
                     slot: format!("slot{i}"),
                     parts: Arc::new(BTreeMap::from([("op".to_string(), "exec".to_string())])),
@@ -153,6 +171,7 @@ mod tests {
                 entry: IndexEntry {
                     snapshot: None,
                     created: 1,
+                    boot: None,
                 },
                 slot: "late".into(),
                 parts: Arc::new(BTreeMap::new()),

@@ -172,7 +172,9 @@ pub fn prune(
     entries.sort_by_key(|(_, e)| std::cmp::Reverse(e.created));
     let mut kept = Vec::new();
     for (key, entry) in entries {
+        // Entries of an earlier boot that were never synced may point at truncated snapshots.
         let selected = options.all
+            || !entry.trusted()
             || options
                 .older_than
                 .is_some_and(|age| now.saturating_sub(entry.created) > age.as_secs());

@@ -6,7 +6,10 @@
 //! ```
 //! An entry is written (temp file + rename) only after its snapshot is committed, so a reader
 //! (another rbuild process too) sees a complete entry pointing at a complete snapshot, or
-//! nothing; kill -9 at any moment leaves at worst an unreferenced snapshot for prune. Entries
+//! nothing; kill -9 at any moment leaves at worst an unreferenced snapshot for prune. An entry
+//! written before its snapshot was synced carries the boot it was written in and is trusted
+//! only during that boot (see [`IndexEntry::boot`]), so a power loss never leaves a trusted
+//! entry pointing at a truncated snapshot. Entries
 //! never lock: two builds computing the same key both commit, the last rename wins, and both
 //! snapshots are valid results.
 
@@ -21,6 +24,33 @@ pub struct IndexEntry {
     /// The result's snapshot (`None`: the empty filesystem).
     pub snapshot: Option<String>,
     pub created: u64,
+    /// Set while the snapshot may not be on stable storage yet: the boot (kernel boot id) the
+    /// entry was written in. Such an entry is trusted only during that boot (without a crash
+    /// the data is in the page cache or on disk); after a reboot it is a miss and prune removes
+    /// it. Cleared (rewritten) once a sync covering the snapshot has completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<String>,
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`); empty when it cannot be read, which
+/// matches no entry's, so boot-scoped entries are then never trusted.
+pub fn current_boot() -> &'static str {
+    static BOOT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BOOT.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    })
+}
+
+impl IndexEntry {
+    /// Whether the entry may be used now (durable, or written during this boot).
+    pub fn trusted(&self) -> bool {
+        match &self.boot {
+            None => true,
+            Some(boot) => !boot.is_empty() && boot == current_boot(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -45,9 +75,12 @@ impl CacheIndex {
         }
     }
 
+    /// The entry of `key`, if there is one that may be used ([`IndexEntry::trusted`]).
     pub fn get(&self, key: &str) -> Option<IndexEntry> {
         let bytes = std::fs::read(self.keys.join(format!("{key}.json"))).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        serde_json::from_slice::<IndexEntry>(&bytes)
+            .ok()
+            .filter(IndexEntry::trusted)
     }
 
     pub fn put(&self, key: &str, entry: &IndexEntry) -> std::io::Result<()> {
@@ -89,5 +122,50 @@ impl CacheIndex {
 
     pub fn remove(&self, key: &str) {
         let _ = std::fs::remove_file(self.keys.join(format!("{key}.json")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_of_another_boot_that_were_never_synced_are_not_trusted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = CacheIndex::open(dir.path());
+        let entry = |boot: Option<&str>| IndexEntry {
+            snapshot: Some("k-x".into()),
+            created: 1,
+            boot: boot.map(str::to_string),
+        };
+        index.put("durable", &entry(None)).expect("put");
+        index
+            .put("this-boot", &entry(Some(current_boot())))
+            .expect("put");
+        index
+            .put(
+                "other-boot",
+                &entry(Some("00000000-dead-beef-0000-000000000000")),
+            )
+            .expect("put");
+        assert!(!current_boot().is_empty(), "Linux has a boot id");
+        assert!(index.get("durable").is_some());
+        assert!(index.get("this-boot").is_some());
+        assert!(
+            index.get("other-boot").is_none(),
+            "may point at a truncated snapshot"
+        );
+        // Listed for prune, which removes it.
+        assert!(index
+            .entries()
+            .iter()
+            .any(|(k, e)| k == "other-boot" && !e.trusted()));
+        // Entries of older rbuilds have no `boot` field: durable.
+        std::fs::write(
+            dir.path().join("cache-v1/keys/old.json"),
+            r#"{"snapshot":"k-y","created":5}"#,
+        )
+        .expect("write");
+        assert!(index.get("old").is_some());
     }
 }

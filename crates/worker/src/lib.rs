@@ -261,7 +261,8 @@ impl LocalWorker {
             .map_or(0, |d| d.as_nanos());
         let id = SnapshotId::new(format!("k-{}-{:x}", &key.digest[..32], nanos))
             .map_err(|e| WorkerError::new(e.to_string()))?;
-        // The sync that makes the snapshot durable is batched on the index thread.
+        // The sync that makes the snapshot durable is batched on the index thread; until then
+        // the index entry is trusted during this boot only (durable.rs).
         self.snapshots
             .commit_unsynced(view, &id, parent.as_ref())
             .map_err(|e| WorkerError::new(e.to_string()))?;
@@ -274,6 +275,7 @@ impl LocalWorker {
                 entry: IndexEntry {
                     snapshot: Some(id.as_str().to_string()),
                     created,
+                    boot: None,
                 },
                 slot: self.slot(slot),
                 parts: key.parts.clone(),
