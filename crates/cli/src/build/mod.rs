@@ -686,18 +686,8 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
     let stored = export::store_image(&worker.content, &config_json, &layers, docker_types)?;
     let image_id = stored.built.config.digest.to_string();
 
-    let images = ImageStore::open(root).map_err(|e| anyhow!("{e}"))?;
     for tag in &args.tags {
-        images
-            .tag(&ImageRecord {
-                name: crate::registry::canonical(tag)?,
-                manifest: stored.manifest.digest.clone(),
-                manifest_size: stored.manifest.size,
-                manifest_media_type: stored.manifest.media_type.clone(),
-                config: stored.built.config.digest.clone(),
-                layer_sizes: layers.iter().map(|l| l.size).collect(),
-            })
-            .map_err(|e| anyhow!("{e}"))?;
+        name_image(root, &stored, &layers, tag)?;
         progress.note(&format!("naming to {tag}"));
     }
     let mut manifest_digest = stored.manifest.digest.to_string();
@@ -739,6 +729,26 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// Names the built image `name` (normalised) in the local image store.
+fn name_image(
+    root: &Path,
+    stored: &export::StoredImage,
+    layers: &[export::Layer],
+    name: &str,
+) -> Result<()> {
+    ImageStore::open(root)
+        .map_err(|e| anyhow!("{e}"))?
+        .tag(&ImageRecord {
+            name: crate::registry::canonical(name)?,
+            manifest: stored.manifest.digest.clone(),
+            manifest_size: stored.manifest.size,
+            manifest_media_type: stored.manifest.media_type.clone(),
+            config: stored.built.config.digest.clone(),
+            layer_sizes: layers.iter().map(|l| l.size).collect(),
+        })
+        .map_err(|e| anyhow!("{e}"))
+}
+
 /// What every output of one build shares.
 struct OutputContext<'a> {
     tags: &'a [String],
@@ -768,17 +778,7 @@ fn write_output(
         if !output.push {
             // Kept in the local store (names given by `-t`/`name=`).
             for name in &output.names {
-                ImageStore::open(root)
-                    .map_err(|e| anyhow!("{e}"))?
-                    .tag(&ImageRecord {
-                        name: crate::registry::canonical(name)?,
-                        manifest: stored.manifest.digest.clone(),
-                        manifest_size: stored.manifest.size,
-                        manifest_media_type: stored.manifest.media_type.clone(),
-                        config: stored.built.config.digest.clone(),
-                        layer_sizes: layers.iter().map(|l| l.size).collect(),
-                    })
-                    .map_err(|e| anyhow!("{e}"))?;
+                name_image(root, stored, layers, name)?;
             }
             return Ok(None);
         }
