@@ -838,3 +838,43 @@ fn prune_sweeps_what_killed_builds_left() {
     let progress = p.build_ok(&[]);
     assert_eq!(step_status(&progress, "RUN true"), "CACHED");
 }
+
+#[test]
+fn entries_written_before_a_sync_in_an_earlier_boot_are_misses_and_pruned() {
+    let p = Project::new();
+    p.dockerfile("FROM rbuild-test/busybox:1\nRUN echo one > /one\n");
+    p.build_ok(&[]);
+    // What a power loss may leave: entries written before the sync that covered their
+    // snapshots, in a boot that is over.
+    let keys = p.root.join("cache-v1/keys");
+    let mark_foreign = || {
+        for entry in std::fs::read_dir(&keys).expect("keys").flatten() {
+            let mut value: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(entry.path()).expect("read")).expect("json");
+            value["boot"] = "00000000-0000-0000-0000-000000000000".into();
+            std::fs::write(entry.path(), value.to_string()).expect("write");
+        }
+    };
+    mark_foreign();
+    let progress = p.build_ok(&[]);
+    assert!(
+        step_status(&progress, "RUN echo one").starts_with("cache miss"),
+        "{progress}"
+    );
+    // Written in this boot: trusted (whether or not the sync has marked it durable yet).
+    let progress = p.build_ok(&[]);
+    assert_eq!(step_status(&progress, "RUN echo one"), "CACHED");
+    mark_foreign();
+    let out = p.rbuild().arg("prune").output().expect("prune");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_dir(&keys).expect("keys").count(),
+        0,
+        "prune removes the untrusted entries: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
