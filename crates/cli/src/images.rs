@@ -12,6 +12,7 @@ use rbuild_oci::model::BlobRef;
 use rbuild_oci::{write_image_archive, ArchiveImage};
 use rbuild_snapshotter::content::ContentStore;
 use rbuild_snapshotter::images::{ImageRecord, ImageStore};
+use rbuild_worker::image::lookup;
 
 fn stores(root: &Path) -> Result<(ContentStore, ImageStore)> {
     let content = ContentStore::open(root)
@@ -78,9 +79,7 @@ fn read_blob(content: &ContentStore, digest: &Digest) -> Result<Vec<u8>> {
 
 pub fn save(root: &Path, name: &str, output: &Path) -> Result<()> {
     let (content, images) = stores(root)?;
-    let record = images
-        .get(&crate::registry::canonical(name)?)
-        .or_else(|_| images.get(name))?;
+    let record = lookup(&images, name)?;
     let (config, layers) = parse_manifest(&read_blob(&content, &record.manifest)?)
         .with_context(|| format!("The manifest of `{}` is unreadable", record.name))?;
     let archive = ArchiveImage {
@@ -163,9 +162,7 @@ pub fn remove(root: &Path, names: &[String]) -> Result<()> {
         .with_context(|| format!("Failed to open the state root `{}`", root.display()))?;
     let mut out = std::io::stdout().lock();
     for name in names {
-        let record = images
-            .remove(&crate::registry::canonical(name)?)
-            .or_else(|_| images.remove(name))?;
+        let record = images.remove(&lookup(&images, name)?.name)?;
         writeln!(out, "Untagged: {}", familiar(&record.name))?;
     }
     Ok(())
@@ -175,9 +172,7 @@ pub fn remove(root: &Path, names: &[String]) -> Result<()> {
 pub fn tag(root: &Path, source: &str, target: &str) -> Result<()> {
     let images = ImageStore::open(root)
         .with_context(|| format!("Failed to open the state root `{}`", root.display()))?;
-    let record = images
-        .get(&crate::registry::canonical(source)?)
-        .or_else(|_| images.get(source))?;
+    let record = lookup(&images, source)?;
     images.tag(&ImageRecord {
         name: crate::registry::canonical(target)?,
         ..record

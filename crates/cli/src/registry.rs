@@ -79,19 +79,6 @@ fn record_of(name: &str, pulled: &PulledImage) -> ImageRecord {
     }
 }
 
-/// Whether the store has `reference` (by name; a digest-pinned one also by manifest digest).
-fn stored(images: &ImageStore, reference: &Reference) -> Option<ImageRecord> {
-    if let Ok(record) = images.get(&reference.to_string()) {
-        return Some(record);
-    }
-    let digest = reference.digest.as_deref()?;
-    images
-        .list()
-        .ok()?
-        .into_iter()
-        .find(|r| r.manifest.to_string() == digest)
-}
-
 /// Pulls `reference` into the store and names it; prints one line per event to stderr.
 async fn pull_one(
     client: &Client,
@@ -163,10 +150,9 @@ pub fn ensure_images(
             continue;
         }
         let reference = Reference::parse(text).with_context(|| format!("FROM `{text}`"))?;
-        // A name stored as written by an older rbuild still counts. An image of another
-        // platform (pulled with `rbuild pull --platform`) does not, unless nothing may be
-        // pulled.
-        let record = stored(&images, &reference).or_else(|| images.get(text).ok());
+        // An image of another platform (pulled with `rbuild pull --platform`) does not count,
+        // unless nothing may be pulled.
+        let record = rbuild_worker::image::lookup(&images, text).ok();
         let have = record.as_ref().is_some_and(|r| {
             policy == PullPolicy::Never || is_for_platform(&content, r, &wanted_platform)
         });
@@ -342,10 +328,7 @@ pub fn push_manifest(
 /// `rbuild push NAME`: a stored image to the registry its name says.
 pub fn push_command(root: &Path, name: &str, insecure: &[String]) -> Result<()> {
     let images = ImageStore::open(root).map_err(|e| anyhow!("{e}"))?;
-    let record = images
-        .get(&canonical(name)?)
-        .or_else(|_| images.get(name))
-        .map_err(|e| anyhow!("{e}"))?;
+    let record = rbuild_worker::image::lookup(&images, name).map_err(|e| anyhow!("{e}"))?;
     let manifest = BlobRef {
         digest: record.manifest.clone(),
         size: record.manifest_size,

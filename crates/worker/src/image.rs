@@ -51,8 +51,9 @@ fn err(reference: &str, e: impl std::fmt::Display) -> WorkerError {
 
 /// The record of `reference`: under its normalised name (`busybox` →
 /// `docker.io/library/busybox:latest`), or as written (stores of older rbuilds); a
-/// digest-pinned reference also matches any record of that manifest digest.
-fn lookup(
+/// digest-pinned reference also matches any record of that manifest digest. Every command
+/// that names a stored image finds it through this.
+pub fn lookup(
     images: &ImageStore,
     reference: &str,
 ) -> Result<ImageRecord, rbuild_snapshotter::images::ImageStoreError> {
