@@ -34,6 +34,25 @@ pub struct ImageRecord {
     pub layer_sizes: Vec<u64>,
 }
 
+impl ImageRecord {
+    /// The record naming `name` the image of `manifest`, whose config and layers it lists.
+    pub fn new(
+        name: String,
+        manifest: &rbuild_oci::BlobRef,
+        config: &rbuild_oci::BlobRef,
+        layers: &[rbuild_oci::BlobRef],
+    ) -> ImageRecord {
+        ImageRecord {
+            name,
+            manifest: manifest.digest.clone(),
+            manifest_size: manifest.size,
+            manifest_media_type: manifest.media_type.clone(),
+            config: config.digest.clone(),
+            layer_sizes: layers.iter().map(|l| l.size).collect(),
+        }
+    }
+}
+
 /// Why an image-store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageStoreError {

@@ -44,16 +44,13 @@ pub fn load(root: &Path, input: &Path) -> Result<()> {
             writeln!(out, "Loaded image ID: {}", image.config.digest)?;
             continue;
         }
-        let mut record = ImageRecord {
-            name: String::new(),
-            manifest: image.manifest.digest.clone(),
-            manifest_size: image.manifest.size,
-            manifest_media_type: image.manifest.media_type.clone(),
-            config: image.config.digest.clone(),
-            layer_sizes: image.layers.iter().map(|l| l.size).collect(),
-        };
         for name in &image.names {
-            record.name = crate::registry::canonical(name)?;
+            let record = ImageRecord::new(
+                crate::registry::canonical(name)?,
+                &image.manifest,
+                &image.config,
+                &image.layers,
+            );
             images
                 .tag(&record)
                 .with_context(|| format!("Failed to name the image `{name}`"))?;

@@ -68,17 +68,6 @@ fn platform_of(p: &FrontendPlatform) -> Platform {
     Platform::new(&p.os, &p.architecture, p.variant.as_deref())
 }
 
-fn record_of(name: &str, pulled: &PulledImage) -> ImageRecord {
-    ImageRecord {
-        name: name.to_string(),
-        manifest: pulled.manifest.digest.clone(),
-        manifest_size: pulled.manifest.size,
-        manifest_media_type: pulled.manifest.media_type.clone(),
-        config: pulled.config.digest.clone(),
-        layer_sizes: pulled.layers.iter().map(|l| l.size).collect(),
-    }
-}
-
 /// Pulls `reference` into the store and names it; prints one line per event to stderr.
 async fn pull_one(
     client: &Client,
@@ -110,7 +99,12 @@ async fn pull_one(
         .await
         .map_err(|e| anyhow!("Failed to pull `{shown}`: {e}"))?;
     images
-        .tag(&record_of(&reference.to_string(), &pulled))
+        .tag(&ImageRecord::new(
+            reference.to_string(),
+            &pulled.manifest,
+            &pulled.config,
+            &pulled.layers,
+        ))
         .map_err(|e| anyhow!("{e}"))?;
     Ok(pulled)
 }
@@ -496,14 +490,12 @@ pub fn import_oci_layout(root: &Path, value: &str) -> Result<String> {
     );
     let images = ImageStore::open(root).map_err(|e| anyhow!("{e}"))?;
     images
-        .tag(&ImageRecord {
-            name: name.clone(),
-            manifest: image.manifest.digest.clone(),
-            manifest_size: image.manifest.size,
-            manifest_media_type: image.manifest.media_type.clone(),
-            config: image.config.digest.clone(),
-            layer_sizes: image.layers.iter().map(|l| l.size).collect(),
-        })
+        .tag(&ImageRecord::new(
+            name.clone(),
+            &image.manifest,
+            &image.config,
+            &image.layers,
+        ))
         .map_err(|e| anyhow!("{e}"))?;
     Ok(name)
 }

@@ -687,7 +687,7 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
     let image_id = stored.built.config.digest.to_string();
 
     for tag in &args.tags {
-        name_image(root, &stored, &layers, tag)?;
+        name_image(root, &stored, tag)?;
         progress.note(&format!("naming to {tag}"));
     }
     let mut manifest_digest = stored.manifest.digest.to_string();
@@ -730,22 +730,15 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
 }
 
 /// Names the built image `name` (normalised) in the local image store.
-fn name_image(
-    root: &Path,
-    stored: &export::StoredImage,
-    layers: &[export::Layer],
-    name: &str,
-) -> Result<()> {
+fn name_image(root: &Path, stored: &export::StoredImage, name: &str) -> Result<()> {
     ImageStore::open(root)
         .map_err(|e| anyhow!("{e}"))?
-        .tag(&ImageRecord {
-            name: crate::registry::canonical(name)?,
-            manifest: stored.manifest.digest.clone(),
-            manifest_size: stored.manifest.size,
-            manifest_media_type: stored.manifest.media_type.clone(),
-            config: stored.built.config.digest.clone(),
-            layer_sizes: layers.iter().map(|l| l.size).collect(),
-        })
+        .tag(&ImageRecord::new(
+            crate::registry::canonical(name)?,
+            &stored.manifest,
+            &stored.built.config,
+            &stored.built.layers,
+        ))
         .map_err(|e| anyhow!("{e}"))
 }
 
@@ -778,7 +771,7 @@ fn write_output(
         if !output.push {
             // Kept in the local store (names given by `-t`/`name=`).
             for name in &output.names {
-                name_image(root, stored, layers, name)?;
+                name_image(root, stored, name)?;
             }
             return Ok(None);
         }
