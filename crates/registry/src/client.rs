@@ -310,19 +310,10 @@ impl Client {
             .await
     }
 
-    /// [`Client::send`] without transient retries, for requests that must not be repeated
-    /// blindly (an upload chunk the registry may already have taken).
-    pub(crate) async fn send_once(
-        &self,
-        domain: &str,
-        scopes: &[String],
-        what: &str,
-        make: &MakeRequest<'_>,
-    ) -> Result<reqwest::Response, RegistryError> {
-        self.send_with_retries(domain, scopes, what, make, 0).await
-    }
-
-    async fn send_with_retries(
+    /// [`Client::send`] with `retries` attempts after the first for transient failures (0 for
+    /// requests that must not be repeated blindly, such as an upload chunk the registry may
+    /// already have taken).
+    pub(crate) async fn send_with_retries(
         &self,
         domain: &str,
         scopes: &[String],

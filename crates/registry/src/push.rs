@@ -269,13 +269,19 @@ async fn upload_once(
             // Not retried by itself: the registry may have taken the chunk before the error;
             // a failed chunk fails this attempt, and the blob starts again in a new session.
             let response = client
-                .send_once(&reference.domain, scopes, what, &|http| {
-                    Ok(http
-                        .patch(patch_url.clone())
-                        .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                        .header(reqwest::header::CONTENT_RANGE, range.as_str())
-                        .body(bytes.clone()))
-                })
+                .send_with_retries(
+                    &reference.domain,
+                    scopes,
+                    what,
+                    &|http| {
+                        Ok(http
+                            .patch(patch_url.clone())
+                            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                            .header(reqwest::header::CONTENT_RANGE, range.as_str())
+                            .body(bytes.clone()))
+                    },
+                    0,
+                )
                 .await?;
             if response.status().as_u16() != 202 {
                 return Err(status_error(what, response).await);

@@ -52,11 +52,6 @@ fn hash_file_bytes(path: &Path) -> std::io::Result<[u8; 32]> {
     Ok(hasher.finalize().into())
 }
 
-/// The hex sha256 of a file's bytes.
-pub fn hash_file(path: &Path) -> std::io::Result<String> {
-    hash_file_bytes(path).map(|d| hex_of(&d))
-}
-
 #[derive(Debug)]
 pub struct StatCache {
     path: PathBuf,
@@ -114,10 +109,6 @@ fn encode(map: &HashMap<Key, Entry>) -> Vec<u8> {
     out
 }
 
-fn hex_of(digest: &[u8; 32]) -> String {
-    rbuild_graph::hex(digest)
-}
-
 impl StatCache {
     pub fn open(state_root: &Path) -> StatCache {
         StatCache {
@@ -148,11 +139,6 @@ impl StatCache {
                 digest: [0; 32],
             },
         )
-    }
-
-    /// The hex sha256 of the file at `path` with `meta` (from the cache when its stat matches).
-    pub fn digest(&self, path: &Path, meta: &std::fs::Metadata) -> std::io::Result<String> {
-        self.digest_bytes(path, meta).map(|d| hex_of(&d))
     }
 
     /// The sha256 of the file at `path` with `meta` (from the cache when its stat matches).
@@ -281,15 +267,15 @@ mod tests {
         std::fs::write(&file, "one").expect("write");
         let cache = StatCache::open(dir.path());
         let meta = std::fs::symlink_metadata(&file).expect("stat");
-        let first = cache.digest(&file, &meta).expect("digest");
-        assert_eq!(first, hash_file(&file).expect("hash"));
+        let first = cache.digest_bytes(&file, &meta).expect("digest");
+        assert_eq!(first, hash_file_bytes(&file).expect("hash"));
         cache.save().expect("save");
         let reopened = StatCache::open(dir.path());
-        assert_eq!(reopened.digest(&file, &meta).expect("cached"), first);
+        assert_eq!(reopened.digest_bytes(&file, &meta).expect("cached"), first);
         std::fs::write(&file, "two").expect("write");
         let meta = std::fs::symlink_metadata(&file).expect("stat");
-        let second = reopened.digest(&file, &meta).expect("digest");
+        let second = reopened.digest_bytes(&file, &meta).expect("digest");
         assert_ne!(second, first);
-        assert_eq!(second, hash_file(&file).expect("hash"));
+        assert_eq!(second, hash_file_bytes(&file).expect("hash"));
     }
 }
