@@ -878,3 +878,141 @@ fn entries_written_before_a_sync_in_an_earlier_boot_are_misses_and_pruned() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// Every committed snapshot's copy of `rel` (below its `fs/`): (inode, link count, mtime).
+fn snapshot_copies(root: &Path, rel: &str) -> Vec<(u64, u64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(root.join("snapshots-v1/committed")).expect("snapshots") {
+        let path = entry.expect("entry").path().join("fs").join(rel);
+        if let Ok(meta) = std::fs::symlink_metadata(&path) {
+            out.push((meta.ino(), meta.nlink(), meta.mtime()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The image digest of a `-t` build (from `--metadata-file`).
+fn built_digest(p: &Project, root: &Path, extra: &[&str]) -> String {
+    let meta = p.dir.path().join(format!("meta-{}.json", rand_suffix()));
+    let out = rbuild()
+        .arg("--root")
+        .arg(root)
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "--network",
+            "none",
+            "-t",
+            "linked",
+        ])
+        .args(extra)
+        .arg("--metadata-file")
+        .arg(&meta)
+        .arg(&p.ctx)
+        .output()
+        .expect("build");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta).expect("meta")).expect("json");
+    meta["containerimage.digest"]
+        .as_str()
+        .expect("digest")
+        .to_string()
+}
+
+#[test]
+fn a_context_copy_links_the_unchanged_files_of_its_last_result() {
+    let p = Project::new();
+    p.dockerfile("FROM rbuild-test/busybox:1\nCOPY . /src\nRUN cat /src/edit.txt > /seen\n");
+    p.write("keep.txt", "keep\n");
+    p.write("dir/big.bin", &"0123456789".repeat(100_000));
+    p.write("edit.txt", "v1\n");
+    built_digest(&p, &p.root, &[]);
+    p.write("edit.txt", "v2\n");
+    let edited = built_digest(&p, &p.root, &[]);
+    let keep = snapshot_copies(&p.root, "src/keep.txt");
+    assert_eq!(keep.len(), 2, "one copy per COPY result: {keep:?}");
+    assert_eq!(
+        keep[0].0, keep[1].0,
+        "the unchanged file is linked: {keep:?}"
+    );
+    assert_eq!(keep[0].1, 2);
+    assert_eq!(snapshot_copies(&p.root, "src/dir/big.bin")[0].1, 2);
+    let edit = snapshot_copies(&p.root, "src/edit.txt");
+    assert!(
+        edit.len() == 2 && edit[0].0 != edit[1].0 && edit[0].1 == 1,
+        "{edit:?}"
+    );
+
+    // The same image as copying everything on a fresh state root.
+    let other = p.dir.path().join("other-state");
+    let load = rbuild()
+        .arg("--root")
+        .arg(&other)
+        .args(["load", "-i"])
+        .arg(rbuild_test::golden_base("busybox-oci.tar"))
+        .output()
+        .expect("load");
+    assert!(load.status.success());
+    assert_eq!(edited, built_digest(&p, &other, &[]));
+    assert_eq!(snapshot_copies(&other, "src/keep.txt")[0].1, 1);
+
+    // A touched file keeps its content but not its mtime: copied, with the new mtime.
+    let touched = p.ctx.join("keep.txt");
+    let status = Command::new("touch")
+        .args(["-d", "2011-11-11T11:11:11Z"])
+        .arg(&touched)
+        .status()
+        .expect("touch");
+    assert!(status.success());
+    p.write("edit.txt", "v3\n");
+    built_digest(&p, &p.root, &[]);
+    let keep = snapshot_copies(&p.root, "src/keep.txt");
+    let fresh: Vec<_> = keep.iter().filter(|c| c.2 == 1_321_009_871).collect();
+    assert!(fresh.len() == 1 && fresh[0].1 == 1, "{keep:?}");
+
+    // --no-cache reuses nothing of earlier builds.
+    p.write("edit.txt", "v4\n");
+    built_digest(&p, &p.root, &["--no-cache"]);
+    let keep = snapshot_copies(&p.root, "src/keep.txt");
+    assert_eq!(keep.len(), 4, "{keep:?}");
+    assert!(
+        keep.iter().filter(|c| c.1 == 1).count() == 2,
+        "the --no-cache result is a fresh copy: {keep:?}"
+    );
+}
+
+#[test]
+fn copy_from_a_stage_links_its_files_but_never_joins_two_paths() {
+    let p = Project::new();
+    p.dockerfile(
+        "FROM rbuild-test/busybox:1 AS a\nRUN echo data > /out && echo pair > /h1 && ln /h1 /h2\n\
+         FROM rbuild-test/busybox:1\nCOPY --from=a /out /out1\nCOPY --from=a /h1 /h2 /pair/\n",
+    );
+    let (_, rootfs) = p.build_rootfs(&[]);
+    let out = snapshot_copies(&p.root, "out");
+    let out1 = snapshot_copies(&p.root, "out1");
+    assert!(
+        out.len() == 1 && out1.len() == 1 && out[0].0 == out1[0].0 && out1[0].1 == 2,
+        "the copied file is the stage's file: {out:?} {out1:?}"
+    );
+    let (h1, h2) = (
+        snapshot_copies(&p.root, "pair/h1"),
+        snapshot_copies(&p.root, "pair/h2"),
+    );
+    assert!(h1[0].0 != h2[0].0, "a copy makes two files: {h1:?} {h2:?}");
+    use std::os::unix::fs::MetadataExt;
+    for name in ["pair/h1", "pair/h2"] {
+        assert_eq!(read(&rootfs, name), "pair\n");
+        let meta = std::fs::symlink_metadata(rootfs.join(name)).expect("exported");
+        assert_eq!(meta.nlink(), 1, "{name} is no hard link in the image");
+    }
+    assert_eq!(read(&rootfs, "out1"), "data\n");
+}

@@ -90,6 +90,10 @@ pub struct LocalWorker {
     selections: Mutex<BTreeMap<String, std::sync::Arc<Vec<copy::select::Selected>>>>,
     /// Layers to write in the background as soon as their snapshot is committed.
     eager_layers: Option<EagerLayers>,
+    /// `--no-cache`: nothing of earlier builds is reused, not even files to link.
+    no_cache: bool,
+    /// `--no-cache-filter`: the stages for which the same holds.
+    no_cache_stages: std::collections::BTreeSet<usize>,
     background: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Index entries waiting for the sync that makes their snapshots durable.
     durable: durable::DurableIndex,
@@ -129,6 +133,8 @@ impl LocalWorker {
             resolved: Mutex::new(BTreeMap::new()),
             selections: Mutex::new(BTreeMap::new()),
             eager_layers: None,
+            no_cache: false,
+            no_cache_stages: std::collections::BTreeSet::new(),
             background: Mutex::new(Vec::new()),
             _gc_lock: gc_lock,
         })
@@ -149,6 +155,13 @@ impl LocalWorker {
             map.insert(reference.to_string(), resolved.clone());
         }
         Ok(resolved)
+    }
+
+    /// What `--no-cache` and `--no-cache-filter` say: such steps link no file of an earlier
+    /// build's results into theirs (copy/reuse.rs).
+    pub fn set_no_cache(&mut self, all: bool, stages: std::collections::BTreeSet<usize>) {
+        self.no_cache = all;
+        self.no_cache_stages = stages;
     }
 
     /// Writes the layers of `layers.stages` in the background as their steps commit.
@@ -428,16 +441,70 @@ impl LocalWorker {
         if !op.inline.is_empty() {
             write_heredocs(&root_fd, op, &dest, &options)?;
         }
+        // Straight into the upper directory when that is the same as through the overlay: files
+        // may then be hard links to equal files of committed snapshots (copy/direct.rs).
+        let direct = if op.inline.is_empty() && !op.add {
+            copy::direct::prepare(view.root(), view.upper(), &dest, &selected)?
+        } else {
+            None
+        };
+        let reuse = match (&direct, &inputs[op.input]) {
+            (None, _) => None,
+            (Some(_), Output::Rootfs(Some(id))) => {
+                let chain = self
+                    .snapshots
+                    .chain(id)
+                    .map_err(|e| WorkerError::new(e.to_string()))?;
+                views
+                    .first()
+                    .map(|source| copy::reuse::Reuse::from_stage(source.root(), &chain))
+            }
+            (Some(_), Output::Context(_)) => {
+                let previous = self.previous_result(vertex, key);
+                let previous = previous.as_ref().map(|id| self.snapshots.layer_dir(id));
+                Some(copy::reuse::Reuse::from_context(
+                    &self.stat_cache,
+                    previous.as_deref(),
+                ))
+            }
+            (Some(_), Output::Rootfs(None)) => None,
+        };
         copy::write::write(
-            &root_fd,
+            direct.as_ref().unwrap_or(&root_fd),
             &selected,
             &options,
             if op.add { Some(&extract) } else { None },
+            reuse.as_ref(),
         )?;
+        drop(direct);
         drop(root_fd);
         drop(selected);
         drop(views);
-        self.commit(view, key, &inputs[0], vertex)
+        let output = self.commit(view, key, &inputs[0], vertex)?;
+        if let (Some(reuse), Output::Rootfs(Some(id))) = (&reuse, &output) {
+            // Best effort: without it the next build of this step copies every file again.
+            let _ = reuse.save(&self.snapshots.layer_dir(id));
+        }
+        Ok(output)
+    }
+
+    /// The snapshot of the last result of `vertex`'s step, unless this build reuses nothing
+    /// for it (`--no-cache`, `--no-cache-filter`).
+    fn previous_result(&self, vertex: &Vertex, key: &CacheKey) -> Option<SnapshotId> {
+        let no_cache = self.no_cache
+            || vertex
+                .stage
+                .is_some_and(|s| self.no_cache_stages.contains(&s));
+        if no_cache {
+            return None;
+        }
+        let parts = self.previous_parts(&vertex.slot)?;
+        let previous = CacheKey::from_parts(parts);
+        if previous.digest == key.digest {
+            return None;
+        }
+        let id = SnapshotId::new(self.index.get(&previous.digest)?.snapshot?).ok()?;
+        self.snapshots.exists(&id).then_some(id)
     }
 
     /// Where the content parts of `op`'s selection from the stage snapshot `id` are kept:

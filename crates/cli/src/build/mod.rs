@@ -493,6 +493,8 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
             .ok_or_else(|| anyhow!("`--no-cache-filter {name}`: no stage has that name"))?;
         no_cache_stages.insert(index);
     }
+    let mut worker = worker;
+    worker.set_no_cache(args.no_cache, no_cache_stages.clone());
     let solve_options = SolveOptions {
         no_cache: args.no_cache,
         no_cache_stages,
@@ -530,7 +532,6 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
         })
         .map_or(Compression::Uncompressed, |o| o.compression);
     // The image's layers (the target's stage chain) are written as their steps commit.
-    let mut worker = worker;
     worker.set_eager_layers(rbuild_worker::EagerLayers {
         compression,
         source_date_epoch: epoch,

@@ -20,6 +20,7 @@ use rbuild_solver::WorkerError;
 use rustix::fs::{AtFlags, Mode, OFlags, Timestamps};
 use rustix::io::Errno;
 
+use super::reuse::{Reuse, Wanted};
 use super::select::{owner_of, Entry, Selected};
 use crate::fsutil::{cstr, mkdir_all, remove_entry, Owner};
 
@@ -41,16 +42,38 @@ pub struct WriteOptions {
 pub type Extract<'a> =
     &'a dyn Fn(&Entry, &dyn Fn() -> Result<OwnedFd, WorkerError>) -> Result<bool, WorkerError>;
 
-/// Copies every selection into the rootfs `root`.
+/// Where copied files go, for [`Reuse`]: set only when `root` is written directly (paths
+/// relative to it name the entries; see [`super::direct`]).
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    reuse: Option<&'a Reuse<'a>>,
+    /// The directory the entries are made in, relative to the rootfs ("" for the root).
+    base: &'a str,
+}
+
+impl Target<'_> {
+    fn path_of(&self, rel: &str) -> String {
+        if self.base.is_empty() {
+            rel.to_string()
+        } else {
+            format!("{}/{rel}", self.base)
+        }
+    }
+}
+
+/// Copies every selection into the rootfs `root`. With `reuse`, `root` must be the view's
+/// upper directory prepared by [`super::direct::prepare`], and files may be hard links.
 pub fn write(
     root: &OwnedFd,
     selected: &[Selected],
     options: &WriteOptions,
     extract: Option<Extract<'_>>,
+    reuse: Option<&Reuse<'_>>,
 ) -> Result<(), WorkerError> {
     let created_owner = options.chown.unwrap_or_default();
     let dest = options.dest.trim_end_matches('/');
     let dest = if dest.is_empty() { "/" } else { dest };
+    let dest_rel = super::direct::relative_dest(dest);
     for selection in selected {
         // Checked again for every source: an earlier one may just have made it.
         let dest_exists_as_dir =
@@ -63,23 +86,35 @@ pub fn write(
             if !dest_exists_as_dir {
                 set_metadata(&dir, &top.meta, options, false)?;
             }
-            copy_tree(&dir, !dest_exists_as_dir, &selection.entries[1..], options)?;
+            let target = Target {
+                reuse,
+                base: &dest_rel,
+            };
+            copy_tree(
+                &dir,
+                !dest_exists_as_dir,
+                &selection.entries[1..],
+                options,
+                target,
+            )?;
             continue;
         }
-        let (parent, name) = if options.dest_is_dir || dest_exists_as_dir {
+        let (parent, parent_rel, name) = if options.dest_is_dir || dest_exists_as_dir {
             let name = std::path::Path::new(&selection.rel)
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "root".into());
-            (mkdir_all(root, dest, created_owner)?, name)
+            (
+                mkdir_all(root, dest, created_owner)?,
+                dest_rel.clone(),
+                name,
+            )
         } else {
             let (parent, name) = dest.rsplit_once('/').unwrap_or(("", dest));
+            let parent = if parent.is_empty() { "/" } else { parent };
             (
-                mkdir_all(
-                    root,
-                    if parent.is_empty() { "/" } else { parent },
-                    created_owner,
-                )?,
+                mkdir_all(root, parent, created_owner)?,
+                super::direct::relative_dest(parent),
                 name.to_string(),
             )
         };
@@ -91,7 +126,11 @@ pub fn write(
             }
         }
         let parent = dir_info(parent, false);
-        copy_entry(&parent, &cstr(&name)?, top, options)?;
+        let target = Target {
+            reuse,
+            base: &parent_rel,
+        };
+        copy_entry(&parent, &cstr(&name)?, top, options, target, &name)?;
     }
     Ok(())
 }
@@ -117,6 +156,7 @@ fn copy_tree(
     fresh: bool,
     entries: &[Entry],
     options: &WriteOptions,
+    target: Target<'_>,
 ) -> Result<(), WorkerError> {
     let root = rustix::io::fcntl_dupfd_cloexec(dir, 0)
         .map_err(|e| WorkerError::new(format!("copy: {e}")))?;
@@ -154,7 +194,7 @@ fn copy_tree(
                         let parent = dirs_ref.get(parent_rel).ok_or_else(|| {
                             WorkerError::new(format!("copy: parent of `{}` missing", entry.rel))
                         })?;
-                        copy_entry(parent, &cstr(name)?, entry, options)?;
+                        copy_entry(parent, &cstr(name)?, entry, options, target, &entry.rel)?;
                     }
                     Ok(())
                 })
@@ -227,12 +267,15 @@ fn umask() -> u32 {
     })
 }
 
-/// Creates one non-directory entry named `name` in `parent`.
+/// Creates one non-directory entry named `name` in `parent`; `rel` is its path below
+/// `target.base`.
 fn copy_entry(
     parent: &DirInfo,
     name: &CString,
     entry: &Entry,
     options: &WriteOptions,
+    target: Target<'_>,
+    rel: &str,
 ) -> Result<(), WorkerError> {
     let meta = &entry.meta;
     if !parent.fresh
@@ -269,6 +312,13 @@ fn copy_entry(
         None => meta.mode() & 0o7777,
     };
     if file_type.is_file() {
+        let dest_path = target.reuse.map(|_| target.path_of(rel));
+        if let (Some(reuse), Some(path)) = (target.reuse, &dest_path) {
+            let wanted = Wanted { uid, gid, mode };
+            if reuse.link(&parent.fd, name.as_c_str(), path, entry, wanted) {
+                return Ok(());
+            }
+        }
         let out = rustix::fs::openat(
             &parent.fd,
             name.as_c_str(),
@@ -294,6 +344,9 @@ fn copy_entry(
                 .map_err(|e| fail("chmod", name, e))?;
         }
         let _ = rustix::fs::futimens(&fd, &timestamps(meta));
+        if let (Some(reuse), Some(path)) = (target.reuse, &dest_path) {
+            reuse.copied(path, entry, &source);
+        }
         return Ok(());
     }
     // FIFOs, sockets and devices: made again from their type and number.
