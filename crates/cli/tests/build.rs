@@ -1016,3 +1016,54 @@ fn copy_from_a_stage_links_its_files_but_never_joins_two_paths() {
     }
     assert_eq!(read(&rootfs, "out1"), "data\n");
 }
+
+#[test]
+fn an_image_only_named_keeps_its_layers_as_recipes_until_they_are_read() {
+    let p = Project::new();
+    p.dockerfile("FROM rbuild-test/busybox:1\nRUN echo lazy > /l\nCMD [\"cat\", \"/l\"]\n");
+    let progress = p.build_ok(&["-t", "test/lazy:1"]);
+    assert!(progress.contains("naming to test/lazy:1"), "{progress}");
+    let recipes: Vec<String> = std::fs::read_dir(p.root.join("content-v1/lazy"))
+        .expect("a recipe directory")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(recipes.len(), 1, "one step layer: {recipes:?}");
+    let hex = recipes[0].trim_end_matches(".json");
+    let blob = p.root.join("content-v1/sha256").join(hex);
+    assert!(!blob.exists(), "the layer is not written at build time");
+
+    // `save` makes it; `load` into another state root checks every digest.
+    let archive = p.dir.path().join("lazy.tar");
+    let save = p
+        .rbuild()
+        .args(["save", "test/lazy:1", "-o"])
+        .arg(&archive)
+        .output()
+        .expect("save");
+    assert!(
+        save.status.success(),
+        "{}",
+        String::from_utf8_lossy(&save.stderr)
+    );
+    assert!(blob.is_file(), "made when first read");
+    let other = p.dir.path().join("other-state");
+    for args in [
+        vec!["load", "-i", archive.to_str().expect("utf-8")],
+        vec!["run", "test/lazy:1"],
+    ] {
+        let out = rbuild()
+            .arg("--root")
+            .arg(&other)
+            .args(&args)
+            .output()
+            .expect("rbuild");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if args[0] == "run" {
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "lazy\n");
+        }
+    }
+}

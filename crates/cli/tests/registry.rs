@@ -216,6 +216,24 @@ fn pull_build_push_and_read_back_with_skopeo() {
     );
     let run = ok(&fourth, &["run", "named:1"], &[]);
     assert_eq!(String::from_utf8_lossy(&run.stdout), "pushed by rbuild\n");
+    // An image only named (its step layers kept as recipes) pushes whole.
+    let named_target = format!("{host}/test/named:1");
+    ok(&fourth, &["tag", "named:1", &named_target], &[]);
+    let pushed_named = ok(&fourth, &["push", &named_target], &[]);
+    assert!(
+        text(&pushed_named).contains("uploaded"),
+        "{}",
+        text(&pushed_named)
+    );
+    let copied = dir.path().join("named-copy");
+    skopeo(&[
+        "copy",
+        "-q",
+        "--src-tls-verify=false",
+        &format!("docker://{named_target}"),
+        &format!("oci:{}:named", copied.display()),
+    ]);
+    assert!(copied.join("index.json").is_file());
     // The layout's image by digest.
     ok(
         &fourth,

@@ -157,6 +157,11 @@ async fn push_blob(
     if head.status().as_u16() != 404 {
         return Err(status_error(&what, head).await);
     }
+    // A layer of a locally built image may be a recipe still: make its blob first. (Blocking
+    // work, as the upload's own file reads are.)
+    if let Err(e) = content.materialize(&blob.digest) {
+        return Err(RegistryError::invalid(&what, e));
+    }
     let path = content.blob_path(&blob.digest);
     if !path.exists() {
         return Err(RegistryError::invalid(

@@ -43,6 +43,12 @@ pub fn fd_path(fd: &OwnedFd) -> Result<PathBuf, WorkerError> {
     std::fs::read_link(&link).map_err(|e| WorkerError::new(format!("cannot resolve {link}: {e}")))
 }
 
+/// `syncfs` of the filesystem holding `path`: everything written to it so far is on disk.
+pub fn sync_filesystem(path: &Path) -> std::io::Result<()> {
+    let dir = std::fs::File::open(path)?;
+    rustix::fs::syncfs(&dir).map_err(std::io::Error::from)
+}
+
 /// Owner for what a step creates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Owner {

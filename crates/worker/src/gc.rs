@@ -10,8 +10,10 @@
 //! snapshot's memoised layer names. Everything else of the cache goes: unselected snapshots
 //! (base-image layers are unpacked again from their blobs when needed), unreferenced blobs,
 //! views and ingest files of dead processes, and with `--all` the cache-mount directories.
+//! A layer of a kept image that is only a recipe (rbuild-snapshotter's `LazyLayer`) is made
+//! into its blob before the snapshot it names is removed; recipes no image names go.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -238,7 +240,25 @@ pub fn prune(
             }
         }
     }
+    // Layers of kept images that exist only as recipes become blobs before their snapshots go.
+    let mut recipes: HashMap<String, Vec<Digest>> = HashMap::new();
+    for (digest, recipe) in content.lazy_layers() {
+        if keep_blobs.contains(&digest.to_string()) {
+            recipes.entry(recipe.snapshot).or_default().push(digest);
+        } else {
+            content.delete(&digest).map_err(|e| e.to_string())?;
+        }
+    }
     for id in snapshots.list().map_err(|e| e.to_string())? {
+        if !keep_snapshots.contains(id.as_str()) {
+            for digest in recipes.get(id.as_str()).into_iter().flatten() {
+                content.materialize(digest).map_err(|e| {
+                    format!(
+                        "cannot keep layer {digest} of an image before pruning its snapshot: {e}"
+                    )
+                })?;
+            }
+        }
         if keep_snapshots.contains(id.as_str()) {
             let dir = snapshots.layer_dir(&id);
             for memo in memo_blobs(dir.parent().unwrap_or(Path::new("/"))) {

@@ -6,6 +6,11 @@
 //! ```
 //! The memo is written (temp file + rename) only after its blob is committed; a memo whose blob
 //! is gone (pruned) is ignored and the layer written again.
+//!
+//! A *lazy* uncompressed layer (an image only named into the local store) is hashed but not
+//! stored: the memo is written at once, and [`record_lazy`] later stores the recipe that makes
+//! the blob when something reads it (rbuild-snapshotter's `content::LazyLayer`), once the
+//! caller has made the snapshot durable.
 
 use std::path::Path;
 
@@ -34,13 +39,17 @@ fn memo_name(compression: Compression, epoch: Option<i64>) -> String {
     format!("layer-{comp}-{epoch}.json")
 }
 
+/// The layer of snapshot `id`. With `lazy` (uncompressed only), the blob is not written: the
+/// caller must [`record_lazy`] the layer before an image names it.
 pub fn step_layer(
     snapshots: &Snapshotter,
     content: &ContentStore,
     id: &SnapshotId,
     compression: Compression,
     epoch: Option<i64>,
+    lazy: bool,
 ) -> Result<Layer, String> {
+    let lazy = lazy && compression == Compression::Uncompressed;
     let fs_dir = snapshots.layer_dir(id);
     let memo = fs_dir
         .parent()
@@ -51,10 +60,37 @@ pub fn step_layer(
         .and_then(|b| serde_json::from_slice::<Layer>(&b).ok())
     {
         if let Ok(digest) = layer.digest.parse::<Digest>() {
-            if content.contains(&digest) {
+            // A committed snapshot never changes: its memo stays true without the blob.
+            if lazy || content.contains(&digest) {
                 return Ok(layer);
             }
         }
+    }
+    if lazy {
+        let desc = write_layer(
+            &fs_dir,
+            SourceKind::OverlayUpper,
+            &mut std::io::sink(),
+            &LayerOptions {
+                compression,
+                source_date_epoch: epoch,
+                threads: 0,
+            },
+        )
+        .map_err(|e| {
+            format!(
+                "Failed to hash the layer of snapshot `{}`: {e}",
+                id.as_str()
+            )
+        })?;
+        let layer = Layer {
+            digest: desc.digest.to_string(),
+            size: desc.size,
+            media_type: desc.media_type.to_string(),
+            diff_id: desc.diff_id.to_string(),
+        };
+        write_memo(&memo, &layer);
+        return Ok(layer);
     }
     // The layer writer hashes exactly the bytes it writes: the store need not hash them again.
     let mut writer = content
@@ -81,12 +117,42 @@ pub fn step_layer(
         media_type: desc.media_type.to_string(),
         diff_id: desc.diff_id.to_string(),
     };
-    // Best effort: without the memo the layer is just written again next time.
-    if let Ok(bytes) = serde_json::to_vec(&layer) {
+    write_memo(&memo, &layer);
+    Ok(layer)
+}
+
+/// Best effort: without the memo the layer is just written again next time.
+fn write_memo(memo: &Path, layer: &Layer) {
+    if let Ok(bytes) = serde_json::to_vec(layer) {
         let tmp = memo.with_extension("tmp");
         if std::fs::write(&tmp, bytes).is_ok() {
-            let _ = std::fs::rename(&tmp, &memo);
+            let _ = std::fs::rename(&tmp, memo);
         }
     }
-    Ok(layer)
+}
+
+/// Stores the recipe of a lazy layer of snapshot `id` (unless its blob or recipe is stored);
+/// returns whether it wrote one. The snapshot must be durable (synced) by now.
+pub fn record_lazy(
+    content: &ContentStore,
+    id: &SnapshotId,
+    layer: &Layer,
+    epoch: Option<i64>,
+) -> Result<bool, String> {
+    let digest: Digest = layer
+        .digest
+        .parse()
+        .map_err(|e| format!("layer digest `{}`: {e:?}", layer.digest))?;
+    if content.contains(&digest) {
+        return Ok(false);
+    }
+    let recipe = rbuild_snapshotter::content::LazyLayer {
+        snapshot: id.as_str().to_string(),
+        source_date_epoch: epoch,
+        size: layer.size,
+    };
+    content
+        .put_lazy_layer(&digest, &recipe)
+        .map_err(|e| format!("Failed to record layer `{digest}`: {e}"))?;
+    Ok(true)
 }

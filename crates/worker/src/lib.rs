@@ -68,6 +68,8 @@ pub struct EagerLayers {
     pub source_date_epoch: Option<i64>,
     /// The stages whose snapshots make the image's layers.
     pub stages: std::collections::BTreeSet<usize>,
+    /// Uncompressed layers are hashed, not stored (layers.rs: lazy layers).
+    pub lazy: bool,
 }
 
 /// Runs ops against one state root.
@@ -205,6 +207,7 @@ impl LocalWorker {
                         &id,
                         eager.compression,
                         eager.source_date_epoch,
+                        eager.lazy,
                     );
                 }
             });

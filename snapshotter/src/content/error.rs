@@ -56,6 +56,17 @@ pub enum ContentError {
         actual: u64,
     },
 
+    /// A layer blob could not be made from its recipe: the snapshot it names is gone or no
+    /// longer gives that layer. Nothing was stored.
+    #[error(
+        "Layer `{digest}` cannot be made from snapshot `{snapshot}`: {why}; build the image again"
+    )]
+    LazyLayer {
+        digest: Digest,
+        snapshot: String,
+        why: String,
+    },
+
     /// A stored blob's content no longer hashes to its name (found by `verify`).
     #[error("Blob `{digest}` is corrupt: `{path}` hashes to `{actual}`")]
     Corrupt {

@@ -12,9 +12,12 @@
 //!     ├── sha256/
 //!     │   ├── 2cf24dba5fb0a30e…      one blob per file: name = 64 hex digits of its digest,
 //!     │   └── …                      regular file, mode 0444, never modified in place
-//!     └── ingest/
-//!         ├── 4121-Xq3vB9…           writes in progress: `<pid>-<random>`, mode 0600,
-//!         └── …                      read by no one, removed on commit, failure or drop
+//!     ├── ingest/
+//!     │   ├── 4121-Xq3vB9…           writes in progress: `<pid>-<random>`, mode 0600,
+//!     │   └── …                      read by no one, removed on commit, failure or drop
+//!     └── lazy/
+//!         └── 2cf24dba…json          recipes of uncompressed layers not written yet (see
+//!                                    [`LazyLayer`]): made into blobs when first opened
 //! ```
 //!
 //! `ingest/` sits beside `sha256/` on purpose: a temporary file and its blob name are on the same
@@ -75,6 +78,7 @@
 //! blob back, it is still correct content and the next GC removes it again.
 
 mod error;
+mod lazy;
 mod writer;
 
 #[cfg(test)]
@@ -88,6 +92,7 @@ use std::time::{Duration, SystemTime};
 use rbuild_digest::{Digest, Digester};
 
 pub use error::ContentError;
+pub use lazy::LazyLayer;
 pub use writer::BlobWriter;
 
 /// The store's directory under the state root; the suffix is the layout version.
@@ -150,9 +155,10 @@ impl ContentStore {
         self.blobs_dir.join(digest.hex())
     }
 
-    /// Whether the blob is stored.
+    /// Whether the blob is stored, or can be made from a recipe ([`LazyLayer`]).
     pub fn contains(&self, digest: &Digest) -> bool {
         fs::symlink_metadata(self.blob_path(digest)).is_ok_and(|m| m.is_file())
+            || self.lazy_layer(digest).is_some()
     }
 
     /// The blob's size, or `None` if it is not stored.
@@ -169,15 +175,16 @@ impl ContentStore {
         }
     }
 
-    /// Opens the blob for reading; a missing blob is [`ContentError::NotFound`].
+    /// Opens the blob for reading, making it first if only its recipe is stored; a missing
+    /// blob is [`ContentError::NotFound`].
     pub fn open_blob(&self, digest: &Digest) -> Result<File, ContentError> {
         let path = self.blob_path(digest);
         match File::open(&path) {
             Ok(file) => Ok(file),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ContentError::NotFound {
-                digest: digest.clone(),
-                path,
-            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.materialize(digest)?;
+                File::open(&path).map_err(|e| ContentError::io("open blob", &path, e))
+            }
             Err(e) => Err(ContentError::io("open blob", &path, e)),
         }
     }
@@ -265,8 +272,9 @@ impl ContentStore {
         Ok(())
     }
 
-    /// Removes a blob (for GC); returns whether it existed.
+    /// Removes a blob and its recipe (for GC); returns whether the blob existed.
     pub fn delete(&self, digest: &Digest) -> Result<bool, ContentError> {
+        self.delete_lazy(digest);
         let path = self.blob_path(digest);
         match fs::remove_file(&path) {
             Ok(()) => Ok(true),

@@ -487,3 +487,85 @@ fn a_non_file_at_a_blob_name_is_an_error() {
     assert!(matches!(err, ContentError::NotABlob { .. }), "{err:?}");
     assert!(ingest_files(&store).is_empty());
 }
+
+/// A committed snapshot holding `files`, and the digest and size of its uncompressed layer.
+fn lazy_snapshot(state: &Path, id: &str, files: &[(&str, &[u8])]) -> (Digest, u64) {
+    use crate::layer::{write_layer, Compression, LayerOptions, SourceKind};
+    use crate::snapshots::{SnapshotId, Snapshotter};
+    let snapshots = Snapshotter::open(state).unwrap();
+    let view = snapshots.prepare(None).unwrap();
+    for (name, bytes) in files {
+        fs::write(view.root().join(name), bytes).unwrap();
+    }
+    let id = SnapshotId::new(id).unwrap();
+    snapshots.commit(view, &id, None).unwrap();
+    let options = LayerOptions {
+        compression: Compression::Uncompressed,
+        source_date_epoch: Some(0),
+        threads: 0,
+    };
+    let desc = write_layer(
+        &snapshots.layer_dir(&id),
+        SourceKind::OverlayUpper,
+        &mut io::sink(),
+        &options,
+    )
+    .unwrap();
+    (desc.digest, desc.size)
+}
+
+#[test]
+fn a_lazy_layer_becomes_its_blob_when_first_opened() {
+    let (dir, store) = store();
+    let (digest, size) = lazy_snapshot(dir.path(), "lazy-a", &[("hello", b"hello\n")]);
+    let recipe = super::LazyLayer {
+        snapshot: "lazy-a".into(),
+        source_date_epoch: Some(0),
+        size,
+    };
+    store.put_lazy_layer(&digest, &recipe).unwrap();
+    assert!(store.contains(&digest), "a recipe counts as stored");
+    assert_eq!(store.size(&digest).unwrap(), None, "but no bytes yet");
+    assert_eq!(store.lazy_layers(), vec![(digest.clone(), recipe)]);
+    let bytes = read_blob(&store, &digest);
+    assert_eq!(Digest::of(&bytes), digest);
+    assert_eq!(bytes.len() as u64, size);
+    store.verify(&digest).unwrap();
+    assert!(!store.materialize(&digest).unwrap(), "made once");
+    // Deleting the blob (prune) removes the recipe too.
+    assert!(store.delete(&digest).unwrap());
+    assert!(!store.contains(&digest));
+}
+
+#[test]
+fn a_recipe_whose_snapshot_changed_or_vanished_stores_nothing() {
+    let (dir, store) = store();
+    let (digest, size) = lazy_snapshot(dir.path(), "lazy-b", &[("f", b"one\n")]);
+    let recipe = super::LazyLayer {
+        snapshot: "lazy-b".into(),
+        source_date_epoch: Some(0),
+        size,
+    };
+    store.put_lazy_layer(&digest, &recipe).unwrap();
+    // Damage from outside: the snapshot's file changes.
+    let layer = dir.path().join("snapshots-v1/committed/lazy-b/fs/f");
+    assert!(layer.is_file(), "snapshot layout: {}", layer.display());
+    fs::write(&layer, b"two\n").unwrap();
+    let err = store.open_blob(&digest).unwrap_err();
+    assert!(
+        matches!(err, ContentError::LazyLayer { .. }),
+        "unexpected error: {err}"
+    );
+    assert!(err.to_string().contains("build the image again"), "{err}");
+    assert_eq!(store.size(&digest).unwrap(), None, "no wrong blob stored");
+    assert!(ingest_files(&store).is_empty());
+    // A recipe naming a snapshot that is gone.
+    let gone = super::LazyLayer {
+        snapshot: "never-made".into(),
+        ..recipe
+    };
+    let other = Digest::of(b"other");
+    store.put_lazy_layer(&other, &gone).unwrap();
+    let err = store.materialize(&other).unwrap_err();
+    assert!(err.to_string().contains("snapshot is gone"), "{err}");
+}

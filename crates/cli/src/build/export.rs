@@ -35,9 +35,20 @@ fn chain(snapshots: &Snapshotter, top: Option<&SnapshotId>) -> Result<Vec<Snapsh
     Ok(out)
 }
 
+/// The layers of an image, bottom first.
+#[derive(Debug)]
+pub struct ImageLayers {
+    pub layers: Vec<Layer>,
+    /// How many of them are the base image's.
+    pub base: usize,
+    /// The snapshots of the others (the build's steps), in the same order.
+    pub step_snapshots: Vec<SnapshotId>,
+}
+
 /// The layers of the image whose top snapshot is `top`: snapshots that are layers of a base
 /// image (`known`, by snapshot id) keep their original blob; the others are written once per
-/// compression and source date, then memoised beside the snapshot.
+/// compression and source date (only hashed when `lazy`; see
+/// [`rbuild_worker::layers::step_layer`]), then memoised beside the snapshot.
 pub fn layers(
     snapshots: &Snapshotter,
     content: &ContentStore,
@@ -45,29 +56,69 @@ pub fn layers(
     known: &HashMap<String, Layer>,
     compression: Compression,
     source_date_epoch: Option<i64>,
-) -> Result<(Vec<Layer>, usize)> {
+    lazy: bool,
+) -> Result<ImageLayers> {
     let mut ids = chain(snapshots, top)?;
     ids.reverse();
-    let mut out = Vec::new();
-    let mut base = 0;
+    let mut out = ImageLayers {
+        layers: Vec::new(),
+        base: 0,
+        step_snapshots: Vec::new(),
+    };
     for id in ids {
         if let Some(layer) = known.get(id.as_str()) {
-            out.push(layer.clone());
-            base += 1;
+            out.layers.push(layer.clone());
+            out.base += 1;
             continue;
         }
-        out.push(
+        out.layers.push(
             rbuild_worker::layers::step_layer(
                 snapshots,
                 content,
                 &id,
                 compression,
                 source_date_epoch,
+                lazy,
             )
             .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
+        out.step_snapshots.push(id);
     }
-    Ok((out, base))
+    Ok(out)
+}
+
+/// Stores the recipes of the image's lazy layers that the store has neither as a blob nor as
+/// a recipe. Their snapshots were committed without a sync, so the state root's filesystem is
+/// synced first (only when there is a recipe to write): a recipe never names data a power
+/// loss could take.
+pub fn record_lazy_layers(
+    state_root: &std::path::Path,
+    content: &ContentStore,
+    layers: &ImageLayers,
+    source_date_epoch: Option<i64>,
+) -> Result<()> {
+    let steps = &layers.layers[layers.base..];
+    let missing: Vec<(&SnapshotId, &Layer)> = layers
+        .step_snapshots
+        .iter()
+        .zip(steps)
+        .filter(|(_, layer)| {
+            layer
+                .digest
+                .parse()
+                .map_or(true, |digest| !content.contains(&digest))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    rbuild_worker::fsutil::sync_filesystem(state_root)
+        .with_context(|| format!("Failed to sync the filesystem of {}", state_root.display()))?;
+    for (id, layer) in missing {
+        rbuild_worker::layers::record_lazy(content, id, layer, source_date_epoch)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    Ok(())
 }
 
 /// The image in the content store: config blob, manifest blob (Docker or OCI media types).

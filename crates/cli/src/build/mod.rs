@@ -531,11 +531,15 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
             _ => false,
         })
         .map_or(Compression::Uncompressed, |o| o.compression);
+    // Named into the local store only: uncompressed layers are hashed, and their blobs made from
+    // the snapshots when something first reads them (`save`, `push`, a later `--load`).
+    let lazy = outputs.is_empty() && compression == Compression::Uncompressed;
     // The image's layers (the target's stage chain) are written as their steps commit.
     worker.set_eager_layers(rbuild_worker::EagerLayers {
         compression,
         source_date_epoch: epoch,
         stages: config::stage_chain(&plan).0.into_iter().collect(),
+        lazy,
     });
     let worker = Arc::new(worker);
     let progress = Arc::new(Progress::new(mode));
@@ -661,14 +665,19 @@ pub fn run(root: &Path, args: &BuildArgs) -> Result<u8> {
         }
     }
     progress.note("exporting layers");
-    let (layers, base_count) = export::layers(
+    let image_layers = export::layers(
         &worker.snapshots,
         &worker.content,
         top.as_ref(),
         &known,
         compression,
         epoch,
+        lazy,
     )?;
+    if lazy {
+        export::record_lazy_layers(root, &worker.content, &image_layers, epoch)?;
+    }
+    let (layers, base_count) = (image_layers.layers, image_layers.base);
     let ours: Vec<String> = layers[base_count..]
         .iter()
         .map(|l| l.diff_id.clone())
