@@ -128,6 +128,7 @@ T=$(q "$tree"); B=$(q "$bin"); F=$(q "$tar_file")
 
 measure "layer gzip-6" "$B layer $T gzip /dev/null" "tar -C $T -c . | pigz -6 > /dev/null"
 measure "layer zstd-3" "$B layer $T zstd /dev/null" "tar -C $T -c . | zstd -3 -T0 -q > /dev/null"
+measure "layer zstd-1" "$B layer $T zstd:1 /dev/null" "tar -C $T -c . | zstd -1 -T0 -q > /dev/null"
 measure "layer uncompressed" "$B layer $T none /dev/null" "tar -C $T -c . | cat > /dev/null"
 measure "layer uncompr. | cat" "$B layer $T none - | cat > /dev/null" \
   "tar -C $T -c . | cat > /dev/null"

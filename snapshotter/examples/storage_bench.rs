@@ -3,7 +3,7 @@
 //! ```text
 //! cargo build --release -p rbuild-snapshotter --example storage_bench
 //! storage_bench gen DIR                      # 20,000 files, 200 MB, ~370 dirs, 200 symlinks
-//! storage_bench layer DIR gzip|zstd|none OUT # OUT `-` = stdout (the report then goes to stderr)
+//! storage_bench layer DIR gzip|zstd|zstd:N|none OUT # OUT `-` = stdout (the report then goes to stderr)
 //! storage_bench apply TAR DEST               # Flatten onto DEST (created if missing)
 //! ```
 //! `scripts/bench-storage.sh` runs all three next to GNU tar, pigz and zstd.
@@ -328,6 +328,10 @@ fn layer(dir: &Path, algorithm: &str, out: &str) -> Result<(), Box<dyn Error>> {
     let compression = match algorithm {
         "gzip" => Compression::Gzip { level: 6 },
         "zstd" => Compression::Zstd { level: 3 },
+        // `zstd:N`: another level (the zstd CLI's `-N`).
+        zstd if zstd.starts_with("zstd:") => Compression::Zstd {
+            level: zstd[5..].parse()?,
+        },
         "none" => Compression::Uncompressed,
         other => return Err(format!("unknown compression {other:?}").into()),
     };
