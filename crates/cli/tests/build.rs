@@ -1067,3 +1067,67 @@ fn an_image_only_named_keeps_its_layers_as_recipes_until_they_are_read() {
         }
     }
 }
+
+#[test]
+fn a_context_bind_mount_shows_only_what_dockerignore_admits() {
+    let p = Project::new();
+    p.dockerfile(
+        "FROM rbuild-test/busybox:1\n\
+         RUN --mount=type=bind,target=/ctx cd /ctx && find . | sort > /seen && stat -c '%a %u' private > /private-dir\n\
+         RUN --mount=type=bind,source=logs,target=/logs ls /logs > /logs-seen\n\
+         COPY logs /copied-logs\n",
+    );
+    p.write(
+        ".dockerignore",
+        "secret.txt\nlogs\n!logs/keep.log\n**/*.tmp\nprivate/hidden\n",
+    );
+    p.write("secret.txt", "do not show\n");
+    p.write("app.c", "int main;\n");
+    p.write("logs/keep.log", "kept\n");
+    p.write("logs/drop.log", "dropped\n");
+    p.write("deep/a/b.tmp", "temp\n");
+    p.write("deep/a/c.txt", "c\n");
+    p.write("private/hidden", "h\n");
+    p.write("private/shown", "s\n");
+    let private = p.ctx.join("private");
+    std::fs::set_permissions(
+        &private,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("chmod");
+    std::os::unix::fs::chown(&private, Some(1234), None).expect("chown");
+    let (_, rootfs) = p.build_rootfs(&[]);
+    assert_eq!(
+        read(&rootfs, "seen"),
+        ".\n./.dockerignore\n./Dockerfile\n./app.c\n./deep\n./deep/a\n./deep/a/c.txt\n./logs\n./logs/keep.log\n./private\n./private/shown\n"
+    );
+    assert_eq!(read(&rootfs, "logs-seen"), "keep.log\n");
+    // An excluded directory with an admitted file below is there, holding just that file.
+    let copied: Vec<String> = std::fs::read_dir(rootfs.join("copied-logs"))
+        .expect("copied-logs")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(copied, ["keep.log"]);
+    assert_eq!(
+        read(&rootfs, "private-dir"),
+        "700 1234\n",
+        "a directory holding hidden entries keeps its owner and mode"
+    );
+    // An ignored file changing neither misses the cache nor shows.
+    p.write("secret.txt", "still hidden\n");
+    let (progress, _) = p.build_rootfs(&[]);
+    assert_eq!(
+        step_status(&progress, "RUN --mount=type=bind,target=/ctx"),
+        "CACHED"
+    );
+    // Nothing is left mounted or behind in the state root.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !mounts.contains(p.root.to_str().expect("utf-8")),
+        "{mounts}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(p.root.join("run/contexts"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

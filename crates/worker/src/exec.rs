@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use rbuild_frontend::dockerignore::IgnoreRules;
 use rbuild_graph::ExecMount;
 use rbuild_sandbox::{
     CacheLease, CacheMounts, CacheOwner, Mount, NetworkMode, SecurityMode, Sharing,
@@ -14,18 +15,26 @@ use rustix::fs::OFlags;
 
 use crate::fsutil::{fd_path, open_in_root, open_root};
 
-/// Things a step's mounts hold on to while it runs (leases, read-only views of sources).
+/// Things a step's mounts hold on to while it runs (leases, read-only views of sources, views
+/// of contexts without their ignored files).
 #[derive(Debug, Default)]
 pub struct Held {
     pub leases: Vec<CacheLease>,
     pub views: Vec<View>,
+    pub contexts: Vec<crate::context_mount::FilteredContext>,
 }
 
 /// Where a bind mount's source lives.
 #[derive(Debug)]
-pub enum MountSource {
-    /// A build context: the user's own directory, never writable by a step.
-    Context(PathBuf),
+pub enum MountSource<'a> {
+    /// A build context: the user's own directory, never writable by a step, seen without what
+    /// its `.dockerignore` excludes.
+    Context {
+        dir: PathBuf,
+        ignore: &'a IgnoreRules,
+        /// Where a view without the ignored files is made (crate::context_mount).
+        scratch: PathBuf,
+    },
     /// A host directory (a view of a stage).
     Dir(PathBuf),
     /// The empty filesystem (`from=scratch`).
@@ -87,8 +96,8 @@ pub fn map_mount(
 ) -> Result<Option<Mount>, WorkerError> {
     match mount.kind.as_str() {
         "bind" => {
-            let root = match source {
-                Some(MountSource::Context(_)) if !mount.readonly => {
+            let (root, filter) = match source {
+                Some(MountSource::Context { .. }) if !mount.readonly => {
                     return Err(WorkerError::new(format!(
                         "bind mount at `{}`: a writable (rw) bind of the build context is not supported yet: \
                          the step would write into your own files (BuildKit throws such writes away); \
@@ -96,7 +105,12 @@ pub fn map_mount(
                         mount.target
                     )))
                 }
-                Some(MountSource::Context(dir)) | Some(MountSource::Dir(dir)) => dir,
+                Some(MountSource::Context {
+                    dir,
+                    ignore,
+                    scratch,
+                }) => (dir, Some((ignore, scratch))),
+                Some(MountSource::Dir(dir)) => (dir, None),
                 Some(MountSource::Empty) | None => {
                     return Err(WorkerError::new(format!(
                         "bind mount at `{}`: its source is empty",
@@ -109,8 +123,19 @@ pub fn map_mount(
             let fd = open_in_root(&root_fd, &mount.source, OFlags::PATH).map_err(|e| {
                 WorkerError::new(format!("bind mount source `{}`: {e}", mount.source))
             })?;
+            let mut source = fd_path(&fd)?;
+            if let Some((ignore, scratch)) = filter {
+                // The context as the step's key sees it: without its ignored files.
+                let real_root = fd_path(&root_fd)?;
+                if let Some(view) =
+                    crate::context_mount::filtered(&real_root, ignore, &source, &scratch)?
+                {
+                    source = view.root().to_path_buf();
+                    held.contexts.push(view);
+                }
+            }
             Ok(Some(Mount::Bind {
-                source: fd_path(&fd)?,
+                source,
                 target: mount.target.clone(),
                 readonly: mount.readonly,
             }))

@@ -162,9 +162,11 @@ pub fn prune(
         stale: snapshots.remove_stale().map_err(|e| e.to_string())?,
         ..PruneReport::default()
     };
-    // Layer unpacking and stdin contexts of killed builds (`<what>-<pid>-<random>`).
+    // Layer unpacking, stdin contexts and filtered context mounts of killed builds
+    // (`<what>-<pid>-<random>`).
     report.stale += remove_dead_pid_dirs(&state_root.join("snapshots-v1/unpack"), "layer-");
     report.stale += remove_dead_pid_dirs(state_root, "context-");
+    report.stale += remove_dead_pid_dirs(&state_root.join("run/contexts"), "context-");
     let _ = content.clean_ingest(Duration::from_secs(3600));
 
     let now = SystemTime::now()

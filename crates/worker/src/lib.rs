@@ -7,6 +7,7 @@
 //! snapshot and recorded in the cache index ([`index`]). It is the only crate that joins
 //! storage, sandbox and (later) network.
 
+pub mod context_mount;
 pub mod copy;
 mod durable;
 pub mod exec;
@@ -326,13 +327,22 @@ impl LocalWorker {
                         &inputs[input],
                         self.source_dir(&inputs[input], &mut held.views)?,
                     ) {
-                        (Output::Context(_), Some(dir)) => MountSource::Context(dir),
+                        (Output::Context(name), Some(dir)) => MountSource::Context {
+                            dir,
+                            ignore: &self.context(name)?.ignore,
+                            scratch: self.root.join("run/contexts"),
+                        },
                         (_, Some(dir)) => MountSource::Dir(dir),
                         (_, None) => MountSource::Empty,
                     },
                 ),
                 None if mount.kind == "bind" => {
-                    Some(MountSource::Context(self.context("context")?.dir.clone()))
+                    let context = self.context("context")?;
+                    Some(MountSource::Context {
+                        dir: context.dir.clone(),
+                        ignore: &context.ignore,
+                        scratch: self.root.join("run/contexts"),
+                    })
                 }
                 None => None,
             };
