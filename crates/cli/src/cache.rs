@@ -80,5 +80,8 @@ pub fn prune(root: &Path, args: &PruneArgs) -> Result<()> {
         report.stale,
         human(report.bytes)
     );
+    for why in &report.kept_for_images {
+        eprintln!("warning: kept a snapshot that an image's layer is made from: {why}");
+    }
     Ok(())
 }

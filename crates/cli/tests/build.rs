@@ -993,8 +993,10 @@ fn a_context_copy_links_the_unchanged_files_of_its_last_result() {
 fn copy_from_a_stage_links_its_files_but_never_joins_two_paths() {
     let p = Project::new();
     p.dockerfile(
-        "FROM rbuild-test/busybox:1 AS a\nRUN echo data > /out && echo pair > /h1 && ln /h1 /h2\n\
-         FROM rbuild-test/busybox:1\nCOPY --from=a /out /out1\nCOPY --from=a /h1 /h2 /pair/\n",
+        "FROM rbuild-test/busybox:1 AS a\nRUN echo data > /out && echo pair > /h1 && ln /h1 /h2 && echo own > /own\n\
+         FROM a AS b\nCOPY --from=a /own /own-copy\n\
+         FROM rbuild-test/busybox:1\nCOPY --from=a /out /out1\nCOPY --from=a /h1 /h2 /pair/\n\
+         COPY --from=a /out /again\nCOPY --from=b /own-copy /own-final\n",
     );
     let (_, rootfs) = p.build_rootfs(&[]);
     let out = snapshot_copies(&p.root, "out");
@@ -1015,6 +1017,55 @@ fn copy_from_a_stage_links_its_files_but_never_joins_two_paths() {
         assert_eq!(meta.nlink(), 1, "{name} is no hard link in the image");
     }
     assert_eq!(read(&rootfs, "out1"), "data\n");
+    assert_eq!(read(&rootfs, "again"), "data\n");
+    assert_eq!(read(&rootfs, "own-final"), "own\n");
+    // No view ever holds two paths of one inode: a stage file already linked once is copied
+    // (the final stage shows /out1 and /again), and so is a file of the destination's own
+    // chain (stage b is built on a).
+    let again = snapshot_copies(&p.root, "again");
+    assert!(again.len() == 1 && again[0].1 == 1, "{again:?} {out:?}");
+    let (own, own_copy) = (
+        snapshot_copies(&p.root, "own"),
+        snapshot_copies(&p.root, "own-copy"),
+    );
+    assert!(
+        own.len() == 1 && own_copy.len() == 1 && own[0].0 != own_copy[0].0,
+        "{own:?} {own_copy:?}"
+    );
+}
+
+#[test]
+fn a_context_copy_never_links_a_file_that_a_later_source_replaced() {
+    use sha2::Digest as _;
+    let p = Project::new();
+    p.dockerfile("FROM rbuild-test/busybox:1\nCOPY a/ b/ /app/\n");
+    // Two contents whose digests sort one way: a manifest keeping the larger digest for the
+    // path (and not the last write) would vouch for the wrong file.
+    let (mut x, mut y) = ("XXXX\n".to_string(), "YYYY\n".to_string());
+    if sha2::Sha256::digest(x.as_bytes()) < sha2::Sha256::digest(y.as_bytes()) {
+        std::mem::swap(&mut x, &mut y);
+    }
+    let pin = |rel: &str| {
+        let status = Command::new("touch")
+            .args(["-d", "2001-01-01T00:00:00Z"])
+            .arg(p.ctx.join(rel))
+            .status()
+            .expect("touch");
+        assert!(status.success());
+    };
+    p.write("a/config", &x);
+    p.write("b/config", &y);
+    pin("a/config");
+    pin("b/config");
+    let (_, first) = p.build_rootfs(&[]);
+    assert_eq!(read(&first, "app/config"), y, "the later source wins");
+    // Same sizes and mtimes; now b holds what a held.
+    p.write("a/config", "ZZZZ\n");
+    p.write("b/config", &x);
+    pin("a/config");
+    pin("b/config");
+    let (_, second) = p.build_rootfs(&[]);
+    assert_eq!(read(&second, "app/config"), x);
 }
 
 #[test]

@@ -136,6 +136,9 @@ pub struct PruneReport {
     pub blobs: usize,
     pub bytes: u64,
     pub stale: usize,
+    /// Snapshots kept although unselected: a kept image's layer is a recipe naming them, and
+    /// its blob could not be made (why, for each).
+    pub kept_for_images: Vec<String>,
 }
 
 fn snapshot_chain(snapshots: &Snapshotter, id: SnapshotId, into: &mut HashSet<String>) {
@@ -248,17 +251,23 @@ pub fn prune(
         if keep_blobs.contains(&digest.to_string()) {
             recipes.entry(recipe.snapshot).or_default().push(digest);
         } else {
-            content.delete(&digest).map_err(|e| e.to_string())?;
+            content.delete_lazy(&digest);
         }
     }
     for id in snapshots.list().map_err(|e| e.to_string())? {
         if !keep_snapshots.contains(id.as_str()) {
-            for digest in recipes.get(id.as_str()).into_iter().flatten() {
-                content.materialize(digest).map_err(|e| {
-                    format!(
-                        "cannot keep layer {digest} of an image before pruning its snapshot: {e}"
-                    )
-                })?;
+            // A blob that cannot be made (a full disk, say) keeps its snapshot: the image
+            // stays usable, and the next prune tries again.
+            let failed: Vec<String> = recipes
+                .get(id.as_str())
+                .into_iter()
+                .flatten()
+                .filter_map(|digest| content.materialize(digest).err())
+                .map(|e| e.to_string())
+                .collect();
+            if !failed.is_empty() {
+                report.kept_for_images.extend(failed);
+                continue;
             }
         }
         if keep_snapshots.contains(id.as_str()) {

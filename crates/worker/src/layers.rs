@@ -2,7 +2,8 @@
 //! memoised beside the snapshot per (compression, source date) so it is written once.
 //!
 //! ```text
-//! snapshots-v1/committed/<id>/layer-<tar|gzipN|zstdN>-<epoch|now>.json   {digest, size, media_type, diff_id}
+//! snapshots-v1/committed/<id>/layer-<tar|gzipN|zstdN>-<epoch|now>-f<writer format>.json
+//!     {digest, size, media_type, diff_id}
 //! ```
 //! The memo is written (temp file + rename) only after its blob is committed; a memo whose blob
 //! is gone (pruned) is ignored and the layer written again.
@@ -36,7 +37,11 @@ fn memo_name(compression: Compression, epoch: Option<i64>) -> String {
         Compression::Zstd { level } => format!("zstd{level}"),
     };
     let epoch = epoch.map_or("now".to_string(), |e| e.to_string());
-    format!("layer-{comp}-{epoch}.json")
+    // The writer's format too: a lazy layer's memo is trusted without its blob.
+    format!(
+        "layer-{comp}-{epoch}-f{}.json",
+        rbuild_snapshotter::layer::FORMAT
+    )
 }
 
 /// The layer of snapshot `id`. With `lazy` (uncompressed only), the blob is not written: the
@@ -147,6 +152,7 @@ pub fn record_lazy(
         return Ok(false);
     }
     let recipe = rbuild_snapshotter::content::LazyLayer {
+        format: rbuild_snapshotter::layer::FORMAT,
         snapshot: id.as_str().to_string(),
         source_date_epoch: epoch,
         size: layer.size,

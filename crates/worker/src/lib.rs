@@ -468,9 +468,16 @@ impl LocalWorker {
                     .snapshots
                     .chain(id)
                     .map_err(|e| WorkerError::new(e.to_string()))?;
-                views
-                    .first()
-                    .map(|source| copy::reuse::Reuse::from_stage(source.root(), &chain))
+                let destination = match &inputs[0] {
+                    Output::Rootfs(Some(parent)) => self
+                        .snapshots
+                        .chain(parent)
+                        .map_err(|e| WorkerError::new(e.to_string()))?,
+                    _ => Vec::new(),
+                };
+                views.first().map(|source| {
+                    copy::reuse::Reuse::from_stage(source.root(), &chain, &destination)
+                })
             }
             (Some(_), Output::Context(_)) => {
                 let previous = self.previous_result(vertex, key);

@@ -192,6 +192,7 @@ fn writing_straight_into_the_upper_dir_equals_writing_through_the_overlay() {
     std::fs::write(context.join("file.txt"), "file").expect("test filesystem operation");
     std::fs::write(context.join("dir/a"), "a").expect("test filesystem operation");
     std::fs::write(context.join("dir/sub/b"), "b").expect("test filesystem operation");
+    std::fs::create_dir_all(context.join("empty")).expect("test filesystem operation");
     set_mtime(&context.join("file.txt"), 1_200_000_000);
     let cases = [
         // New below an existing dir with odd metadata (copied up by hand).
@@ -222,7 +223,13 @@ fn writing_straight_into_the_upper_dir_equals_writing_through_the_overlay() {
             dest: "/",
             direct: true,
         },
-        // Declined: through a symlink, and over an existing name.
+        // Declined: a copy that makes nothing in an existing directory (the overlay would
+        // not copy it up), through a symlink, and over an existing name.
+        Case {
+            sources: &["empty"],
+            dest: "/opt/odd",
+            direct: false,
+        },
         Case {
             sources: &["file.txt"],
             dest: "/link/x.txt",

@@ -59,7 +59,7 @@ pub enum ContentError {
     /// A layer blob could not be made from its recipe: the snapshot it names is gone or no
     /// longer gives that layer. Nothing was stored.
     #[error(
-        "Layer `{digest}` cannot be made from snapshot `{snapshot}`: {why}; build the image again"
+        "Layer `{digest}` cannot be made from snapshot `{snapshot}`: {why}; build the image again (with --no-cache if this repeats)"
     )]
     LazyLayer {
         digest: Digest,

@@ -35,6 +35,10 @@ pub(super) const LAZY_DIR: &str = "lazy";
 /// How to make an uncompressed layer blob again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LazyLayer {
+    /// [`crate::layer::FORMAT`] of the layer writer that computed the digest; a recipe of
+    /// another format cannot be made again (it is dropped when tried).
+    #[serde(default)]
+    pub format: u32,
     /// The committed snapshot whose upper directory is the layer.
     pub snapshot: String,
     pub source_date_epoch: Option<i64>,
@@ -100,17 +104,31 @@ impl ContentStore {
         out
     }
 
-    /// Removes the recipe of `digest`; returns whether there was one.
-    pub(super) fn delete_lazy(&self, digest: &Digest) -> bool {
+    /// Removes the recipe of `digest` (not the blob); returns whether there was one.
+    pub fn delete_lazy(&self, digest: &Digest) -> bool {
         fs::remove_file(self.recipe_path(digest)).is_ok()
     }
 
     /// Makes the blob `digest` from its recipe if it is not stored yet; returns whether it did.
-    /// Without blob or recipe this is [`ContentError::NotFound`].
+    /// Without blob or recipe this is [`ContentError::NotFound`]. The recipe is removed once
+    /// the blob is stored, and when it can never be made (another writer format).
     pub fn materialize(&self, digest: &Digest) -> Result<bool, ContentError> {
         if self.size(digest)?.is_some() {
             return Ok(false);
         }
+        match self.make_from_recipe(digest) {
+            Ok(()) => {
+                self.delete_lazy(digest);
+                Ok(true)
+            }
+            // Another process (a prune, a push) made it meanwhile, perhaps just before
+            // removing the snapshot.
+            Err(_) if self.size(digest).ok().flatten().is_some() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn make_from_recipe(&self, digest: &Digest) -> Result<(), ContentError> {
         let Some(recipe) = self.lazy_layer(digest) else {
             return Err(ContentError::NotFound {
                 digest: digest.clone(),
@@ -122,6 +140,15 @@ impl ContentStore {
             snapshot: recipe.snapshot.clone(),
             why,
         };
+        if recipe.format != crate::layer::FORMAT {
+            self.delete_lazy(digest);
+            return Err(lost(format!(
+                "it was hashed by another version of rbuild's layer writer (format {}, this one \
+                 writes {})",
+                recipe.format,
+                crate::layer::FORMAT
+            )));
+        }
         let state_root = self.root.parent().unwrap_or(Path::new("/"));
         let snapshots = Snapshotter::open(state_root).map_err(|e| lost(e.to_string()))?;
         let id = SnapshotId::new(recipe.snapshot.clone()).map_err(|e| lost(e.to_string()))?;
@@ -149,6 +176,6 @@ impl ContentStore {
             )));
         }
         writer.commit(Some(&made.digest), Some(made.size))?;
-        Ok(true)
+        Ok(())
     }
 }

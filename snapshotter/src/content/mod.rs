@@ -155,7 +155,8 @@ impl ContentStore {
         self.blobs_dir.join(digest.hex())
     }
 
-    /// Whether the blob is stored, or can be made from a recipe ([`LazyLayer`]).
+    /// Whether the blob is stored, or has a recipe ([`LazyLayer`]) to be made from when opened
+    /// (which fails if the recipe's snapshot is gone or changed).
     pub fn contains(&self, digest: &Digest) -> bool {
         fs::symlink_metadata(self.blob_path(digest)).is_ok_and(|m| m.is_file())
             || self.lazy_layer(digest).is_some()

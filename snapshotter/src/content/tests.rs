@@ -519,6 +519,7 @@ fn a_lazy_layer_becomes_its_blob_when_first_opened() {
     let (dir, store) = store();
     let (digest, size) = lazy_snapshot(dir.path(), "lazy-a", &[("hello", b"hello\n")]);
     let recipe = super::LazyLayer {
+        format: crate::layer::FORMAT,
         snapshot: "lazy-a".into(),
         source_date_epoch: Some(0),
         size,
@@ -532,9 +533,30 @@ fn a_lazy_layer_becomes_its_blob_when_first_opened() {
     assert_eq!(bytes.len() as u64, size);
     store.verify(&digest).unwrap();
     assert!(!store.materialize(&digest).unwrap(), "made once");
-    // Deleting the blob (prune) removes the recipe too.
+    assert!(
+        store.lazy_layers().is_empty(),
+        "the recipe goes once the blob is there"
+    );
     assert!(store.delete(&digest).unwrap());
     assert!(!store.contains(&digest));
+    // A recipe of another writer format is dropped when tried.
+    let old = super::LazyLayer {
+        format: 0,
+        ..store_recipe_for_test(&digest, size)
+    };
+    store.put_lazy_layer(&digest, &old).unwrap();
+    let err = store.open_blob(&digest).unwrap_err();
+    assert!(err.to_string().contains("another version"), "{err}");
+    assert!(!store.contains(&digest), "dropped");
+}
+
+fn store_recipe_for_test(_digest: &Digest, size: u64) -> super::LazyLayer {
+    super::LazyLayer {
+        format: crate::layer::FORMAT,
+        snapshot: "lazy-a".into(),
+        source_date_epoch: Some(0),
+        size,
+    }
 }
 
 #[test]
@@ -542,6 +564,7 @@ fn a_recipe_whose_snapshot_changed_or_vanished_stores_nothing() {
     let (dir, store) = store();
     let (digest, size) = lazy_snapshot(dir.path(), "lazy-b", &[("f", b"one\n")]);
     let recipe = super::LazyLayer {
+        format: crate::layer::FORMAT,
         snapshot: "lazy-b".into(),
         source_date_epoch: Some(0),
         size,

@@ -65,6 +65,11 @@ use std::path::Path;
 use rbuild_digest::Digest;
 
 pub use compress::{Compression, GZIP_DEFAULT_LEVEL, ZSTD_DEFAULT_LEVEL};
+
+/// The version of the bytes [`write_layer`] makes of a tree. Bump it with any change to them:
+/// digests remembered without their blob (layer memos, lazy layer recipes) name it, so ones
+/// made by another version are not trusted.
+pub const FORMAT: u32 = 1;
 pub use error::LayerError;
 
 use hashing::{HashingWriter, ThreadedHashingWriter};

@@ -14,7 +14,12 @@
 //!   overlayfs does (it restores an ancestor's times after copying up a child into it). The
 //!   copy's first new entry then bumps `W`'s mtime, as it would through the overlay.
 //!
-//! Otherwise (or for heredocs and ADD) the caller writes through the overlay as before.
+//! Otherwise (or for heredocs and ADD, or a COPY that makes nothing) the caller writes through
+//! the overlay as before.
+//!
+//! The overlay stays mounted while its upper directory is written (the kernel calls changing
+//! an upper directory under a mounted overlay undefined): nothing reads through the merged view
+//! between [`prepare`] and the commit, which unmounts it and keeps only the upper directory.
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -96,20 +101,30 @@ pub fn prepare(
         }
     }
     let whole_dest_exists = existing.len() == parts.len();
-    if whole_dest_exists && !new_names_in_dest(&current, selected)? {
+    // Into an existing directory: only new names, and at least one (a COPY that makes nothing
+    // leaves the upper directory empty, which a copy-up would not).
+    if whole_dest_exists && new_names_in_dest(&current, selected)? != Some(true) {
         return Ok(None);
     }
     let upper_root = open_dir(upper)?;
     if merged == upper {
         return Ok(Some(upper_root));
     }
-    copy_up(&upper_root, &existing, &parts)?;
+    if copy_up(&upper_root, &existing, &parts).is_err() {
+        // E.g. an xattr this filesystem refuses: undo, and let the overlay copy up its way.
+        if let Some(first) = parts.first() {
+            let _ = crate::fsutil::remove_entry(&upper_root, &cstr(first)?);
+        }
+        return Ok(None);
+    }
     Ok(Some(upper_root))
 }
 
 /// Whether every name the copy makes directly in the existing destination directory is new.
 /// (An existing directory receives a directory source's children, and a file by its name.)
-fn new_names_in_dest(dest: &OwnedFd, selected: &[Selected]) -> Result<bool, WorkerError> {
+/// `None` when the copy makes no name there at all.
+fn new_names_in_dest(dest: &OwnedFd, selected: &[Selected]) -> Result<Option<bool>, WorkerError> {
+    let mut any = false;
     for selection in selected {
         let names: Vec<&str> = if selection.is_dir() {
             selection.entries[1..]
@@ -124,10 +139,11 @@ fn new_names_in_dest(dest: &OwnedFd, selected: &[Selected]) -> Result<bool, Work
                 .unwrap_or("root")]
         };
         for name in names {
+            any = true;
             let name = cstr(name)?;
             match rustix::fs::statat(dest, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) {
                 Err(Errno::NOENT) => {}
-                Ok(_) => return Ok(false),
+                Ok(_) => return Ok(Some(false)),
                 Err(e) => {
                     return Err(WorkerError::new(format!(
                         "copy: cannot inspect `{}`: {e}",
@@ -137,7 +153,7 @@ fn new_names_in_dest(dest: &OwnedFd, selected: &[Selected]) -> Result<bool, Work
             }
         }
     }
-    Ok(true)
+    Ok(any.then_some(true))
 }
 
 /// Makes the existing directories of the destination (`existing`: their merged-view

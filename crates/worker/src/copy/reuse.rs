@@ -10,12 +10,20 @@
 //!   [`Reuse::save`]) is the digest of the context file now. Not under `--no-cache`, which
 //!   promises a build that reuses nothing.
 //!
-//! A link is made only when it gives what a copy would: a regular file with the wanted mode,
-//! owner, size and mtime (seconds and nanoseconds), without extended attributes (a copy has
-//! none), and never a second path of the new layer on one inode (a copy makes separate
-//! files). Committed snapshots never change, later steps copy up through overlayfs, so sharing
-//! inodes between them is safe; removing a snapshot only drops its links. Every failure to
-//! link falls back to copying.
+//! A link is made only when it gives the bytes and metadata a copy would: a regular file with
+//! the wanted mode, owner, size and mtime (seconds and nanoseconds), without extended
+//! attributes (the copy writes none), and never a second path of one view on one inode (a copy
+//! makes separate files, and tools in later steps such as `tar` or `cp -a` would see a pair):
+//! - within one COPY, an inode is linked once;
+//! - a stage file is linked only while it has no other link (`st_nlink` 1), and never when
+//!   the layer holding it is in the destination's own chain;
+//! - a previous result is never in the chain of the step that replaces it.
+//!
+//! What a later step can still see is a link count above 1 (overlayfs reports the real one).
+//! Committed snapshots never change, later steps copy up through overlayfs (which breaks the
+//! link for the copied-up path), so sharing inodes between them is safe; removing a snapshot
+//! only drops its links. Candidates are opened `O_PATH` (a device node is never opened) and
+//! checked before linking. Every failure to link falls back to copying.
 //!
 //! ```text
 //! copied-v1.bin   "RBCOPY1\n", then records: path length u32 LE, path (relative to the
@@ -27,7 +35,6 @@ use std::ffi::CStr;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
@@ -55,10 +62,10 @@ pub struct Wanted {
 #[derive(Debug)]
 enum Candidates {
     /// The source view's root (the selection's host paths start with it) and the layers of
-    /// its snapshot chain, top first.
+    /// its snapshot chain, top first, each with whether it is also in the destination's chain.
     Stage {
         root: PathBuf,
-        layers: Vec<OwnedFd>,
+        layers: Vec<(OwnedFd, bool)>,
     },
     /// The previous result of the step and the digests of the files copied into it.
     Previous {
@@ -74,9 +81,10 @@ pub struct Reuse<'a> {
     candidates: Candidates,
     /// Set for a context copy: the context files' digests, recorded for the next build.
     context: Option<&'a StatCache>,
-    recorded: Mutex<Vec<(String, [u8; 32])>>,
+    /// The last write of each destination path, in write order: its digest, or `None` when
+    /// what is there now cannot be vouched for (a later write replaced a recorded file).
+    recorded: Mutex<HashMap<String, Option<[u8; 32]>>>,
     linked_inodes: Mutex<HashSet<(u64, u64)>>,
-    links: AtomicUsize,
 }
 
 fn open_dir(path: &Path) -> Option<OwnedFd> {
@@ -88,12 +96,13 @@ fn open_dir(path: &Path) -> Option<OwnedFd> {
     .ok()
 }
 
-/// Opens `rel` below `dir` without following any symlink or leaving it.
+/// Opens `rel` below `dir` (`O_PATH`: nothing is read, no device opened) without following
+/// any symlink or leaving it.
 fn open_beneath(dir: &OwnedFd, rel: &str) -> Result<OwnedFd, Errno> {
     rustix::fs::openat2(
         dir,
         rel,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
         ResolveFlags::BENEATH
             | ResolveFlags::NO_SYMLINKS
@@ -144,15 +153,18 @@ impl<'a> Reuse<'a> {
         Reuse {
             candidates,
             context,
-            recorded: Mutex::new(Vec::new()),
+            recorded: Mutex::new(HashMap::new()),
             linked_inodes: Mutex::new(HashSet::new()),
-            links: AtomicUsize::new(0),
         }
     }
 
-    /// Links from the snapshot chain `chain` (top first) that the source view at `root` shows.
-    pub fn from_stage(root: &Path, chain: &[PathBuf]) -> Reuse<'static> {
-        let layers: Option<Vec<OwnedFd>> = chain.iter().map(|p| open_dir(p)).collect();
+    /// Links from the snapshot chain `chain` (top first) that the source view at `root` shows;
+    /// `destination` is the chain of the view the COPY writes into.
+    pub fn from_stage(root: &Path, chain: &[PathBuf], destination: &[PathBuf]) -> Reuse<'static> {
+        let layers: Option<Vec<(OwnedFd, bool)>> = chain
+            .iter()
+            .map(|p| Some((open_dir(p)?, destination.contains(p))))
+            .collect();
         let candidates = match layers {
             Some(layers) => Candidates::Stage {
                 root: root.to_path_buf(),
@@ -179,11 +191,6 @@ impl<'a> Reuse<'a> {
         Reuse::new(candidates, Some(cache))
     }
 
-    /// How many files were linked rather than copied.
-    pub fn links(&self) -> usize {
-        self.links.load(Ordering::Relaxed)
-    }
-
     /// The context file's digest (a stat cache hit: the key already hashed it).
     fn context_digest(&self, entry: &Entry) -> Option<[u8; 32]> {
         self.context?.digest_bytes(&entry.host, &entry.meta).ok()
@@ -195,11 +202,13 @@ impl<'a> Reuse<'a> {
             Candidates::None => None,
             Candidates::Stage { root, layers } => {
                 let rel = entry.host.strip_prefix(root).ok()?.to_str()?;
-                for layer in layers {
+                for (layer, shared) in layers {
                     match open_beneath(layer, rel) {
                         Ok(fd) => {
                             let stat = rustix::fs::fstat(&fd).ok()?;
-                            return (stat.st_ino == entry.meta.ino()).then_some((fd, None));
+                            let usable =
+                                !shared && stat.st_ino == entry.meta.ino() && stat.st_nlink == 1;
+                            return usable.then_some((fd, None));
                         }
                         Err(Errno::NOENT) | Err(Errno::NOTDIR) => continue,
                         Err(_) => return None,
@@ -234,13 +243,20 @@ impl<'a> Reuse<'a> {
             return false;
         };
         let meta = &entry.meta;
-        let same = stat.st_mode & 0o170000 == 0o100000
+        let same = rustix::fs::FileType::from_raw_mode(stat.st_mode)
+            == rustix::fs::FileType::RegularFile
             && stat.st_mode & 0o7777 == wanted.mode
             && (stat.st_uid, stat.st_gid) == (wanted.uid, wanted.gid)
             && stat.st_size as u64 == meta.size()
             && stat.st_mtime == meta.mtime()
             && stat.st_mtime_nsec as i64 == meta.mtime_nsec();
-        if !same || !matches!(rustix::fs::flistxattr(&fd, &mut [0u8; 0][..]), Ok(0)) {
+        // An O_PATH descriptor has no xattr calls of its own: through its /proc link.
+        let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+        let no_xattrs = matches!(
+            rustix::fs::listxattr(proc_path.as_str(), &mut [0u8; 0][..]),
+            Ok(0)
+        );
+        if !same || !no_xattrs {
             return false;
         }
         let inode = (stat.st_dev, stat.st_ino);
@@ -254,10 +270,7 @@ impl<'a> Reuse<'a> {
         if rustix::fs::linkat(&fd, c"", parent, name, AtFlags::EMPTY_PATH).is_err() {
             return false;
         }
-        self.links.fetch_add(1, Ordering::Relaxed);
-        if let Some(digest) = digest {
-            self.record(dest_path, digest);
-        }
+        self.note(dest_path, digest);
         true
     }
 
@@ -268,23 +281,33 @@ impl<'a> Reuse<'a> {
             return;
         }
         let Ok(now) = source.metadata() else {
+            self.note(dest_path, None);
             return;
         };
         let meta = &entry.meta;
         let unchanged = (now.dev(), now.ino(), now.size()) == (meta.dev(), meta.ino(), meta.size())
             && (now.mtime(), now.mtime_nsec()) == (meta.mtime(), meta.mtime_nsec())
             && (now.ctime(), now.ctime_nsec()) == (meta.ctime(), meta.ctime_nsec());
-        if !unchanged {
-            return;
-        }
-        if let Some(digest) = self.context_digest(entry) {
-            self.record(dest_path, digest);
-        }
+        let digest = if unchanged {
+            self.context_digest(entry)
+        } else {
+            None
+        };
+        self.note(dest_path, digest);
     }
 
-    fn record(&self, dest_path: &str, digest: [u8; 32]) {
+    /// After anything other than a regular file was written at `dest_path`.
+    pub fn replaced(&self, dest_path: &str) {
+        self.note(dest_path, None);
+    }
+
+    /// The last write at `dest_path` (a later write of a path replaces an earlier one).
+    fn note(&self, dest_path: &str, digest: Option<[u8; 32]>) {
+        if self.context.is_none() {
+            return;
+        }
         if let Ok(mut recorded) = self.recorded.lock() {
-            recorded.push((dest_path.to_string(), digest));
+            recorded.insert(dest_path.to_string(), digest);
         }
     }
 
@@ -294,9 +317,13 @@ impl<'a> Reuse<'a> {
         if self.context.is_none() {
             return Ok(());
         }
-        let mut recorded = std::mem::take(&mut *self.recorded.lock().map_err(|_| {
+        let recorded = std::mem::take(&mut *self.recorded.lock().map_err(|_| {
             std::io::Error::other("a copy thread panicked while recording digests")
         })?);
+        let mut recorded: Vec<(String, [u8; 32])> = recorded
+            .into_iter()
+            .filter_map(|(path, digest)| Some((path, digest?)))
+            .collect();
         if recorded.is_empty() {
             return Ok(());
         }

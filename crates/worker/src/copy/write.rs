@@ -290,6 +290,9 @@ fn copy_entry(
     // Made by root: owned 0:0 already, unless the directory hands down its group.
     let needs_chown = (uid, gid) != (0, 0) || parent.setgid;
     let file_type = meta.file_type();
+    if let (Some(reuse), false) = (target.reuse, file_type.is_file()) {
+        reuse.replaced(&target.path_of(rel));
+    }
     if file_type.is_symlink() {
         let target = entry.link_target.clone().unwrap_or_default();
         let target =
