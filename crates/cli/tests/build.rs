@@ -25,18 +25,7 @@ impl Project {
         let root = dir.path().join("state");
         let ctx = dir.path().join("ctx");
         std::fs::create_dir_all(&ctx).expect("ctx");
-        let out = rbuild()
-            .arg("--root")
-            .arg(&root)
-            .args(["load", "-i"])
-            .arg(rbuild_test::golden_base("busybox-oci.tar"))
-            .output()
-            .expect("load");
-        assert!(
-            out.status.success(),
-            "load: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        load_base(&root);
         Project { dir, root, ctx }
     }
 
@@ -83,6 +72,22 @@ impl Project {
         all.extend(["-o", &spec]);
         (self.build_ok(&all), dest)
     }
+}
+
+/// Imports the golden corpus' busybox into the state root `root`.
+fn load_base(root: &Path) {
+    let out = rbuild()
+        .arg("--root")
+        .arg(root)
+        .args(["load", "-i"])
+        .arg(rbuild_test::golden_base("busybox-oci.tar"))
+        .output()
+        .expect("load");
+    assert!(
+        out.status.success(),
+        "load: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn rand_suffix() -> u128 {
@@ -242,25 +247,17 @@ fn env_changes_are_named() {
     );
 }
 
-fn oci_digest(p: &Project, root: &Path, extra: &[&str]) -> (String, Vec<u8>) {
-    let tar = p.dir.path().join(format!("img-{}.tar", rand_suffix()));
+/// Builds the project on state root `root` with `args`; returns the image digest that
+/// `--metadata-file` reports.
+fn metadata_digest(p: &Project, root: &Path, args: &[&str]) -> String {
     let meta = p.dir.path().join(format!("meta-{}.json", rand_suffix()));
     let out = rbuild()
         .arg("--root")
         .arg(root)
-        .args([
-            "build",
-            "--progress",
-            "plain",
-            "--no-cache",
-            "--network",
-            "none",
-        ])
-        .args(extra)
+        .args(["build", "--progress", "plain", "--network", "none"])
+        .args(args)
         .arg("--metadata-file")
         .arg(&meta)
-        .arg("-o")
-        .arg(format!("type=oci,dest={}", tar.display()))
         .arg(&p.ctx)
         .output()
         .expect("build");
@@ -271,13 +268,21 @@ fn oci_digest(p: &Project, root: &Path, extra: &[&str]) -> (String, Vec<u8>) {
     );
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&meta).expect("meta")).expect("json");
-    (
-        meta["containerimage.digest"]
-            .as_str()
-            .expect("digest")
-            .to_string(),
-        std::fs::read(&tar).expect("tar"),
-    )
+    meta["containerimage.digest"]
+        .as_str()
+        .expect("digest")
+        .to_string()
+}
+
+/// A `--no-cache` build exported as an OCI archive: its digest and the archive's bytes.
+fn oci_digest(p: &Project, root: &Path, extra: &[&str]) -> (String, Vec<u8>) {
+    let tar = p.dir.path().join(format!("img-{}.tar", rand_suffix()));
+    let spec = format!("type=oci,dest={}", tar.display());
+    let mut args = vec!["--no-cache"];
+    args.extend(extra);
+    args.extend(["-o", &spec]);
+    let digest = metadata_digest(p, root, &args);
+    (digest, std::fs::read(&tar).expect("tar"))
 }
 
 #[test]
@@ -291,14 +296,7 @@ fn two_state_roots_and_any_job_count_give_the_same_image() {
     p.write("f", "x\n");
     let (first, first_tar) = oci_digest(&p, &p.root, &["--jobs", "1"]);
     let other = p.dir.path().join("other-state");
-    let load = rbuild()
-        .arg("--root")
-        .arg(&other)
-        .args(["load", "-i"])
-        .arg(rbuild_test::golden_base("busybox-oci.tar"))
-        .output()
-        .expect("load");
-    assert!(load.status.success());
+    load_base(&other);
     let (second, second_tar) = oci_digest(&p, &other, &["--jobs", "8"]);
     assert_eq!(first, second, "same inputs, different image digests");
     assert!(
@@ -893,38 +891,11 @@ fn snapshot_copies(root: &Path, rel: &str) -> Vec<(u64, u64, i64)> {
     out
 }
 
-/// The image digest of a `-t` build (from `--metadata-file`).
+/// The image digest of a `-t` build.
 fn built_digest(p: &Project, root: &Path, extra: &[&str]) -> String {
-    let meta = p.dir.path().join(format!("meta-{}.json", rand_suffix()));
-    let out = rbuild()
-        .arg("--root")
-        .arg(root)
-        .args([
-            "build",
-            "--progress",
-            "plain",
-            "--network",
-            "none",
-            "-t",
-            "linked",
-        ])
-        .args(extra)
-        .arg("--metadata-file")
-        .arg(&meta)
-        .arg(&p.ctx)
-        .output()
-        .expect("build");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&meta).expect("meta")).expect("json");
-    meta["containerimage.digest"]
-        .as_str()
-        .expect("digest")
-        .to_string()
+    let mut args = vec!["-t", "linked"];
+    args.extend(extra);
+    metadata_digest(p, root, &args)
 }
 
 #[test]
@@ -953,14 +924,7 @@ fn a_context_copy_links_the_unchanged_files_of_its_last_result() {
 
     // The same image as copying everything on a fresh state root.
     let other = p.dir.path().join("other-state");
-    let load = rbuild()
-        .arg("--root")
-        .arg(&other)
-        .args(["load", "-i"])
-        .arg(rbuild_test::golden_base("busybox-oci.tar"))
-        .output()
-        .expect("load");
-    assert!(load.status.success());
+    load_base(&other);
     assert_eq!(edited, built_digest(&p, &other, &[]));
     assert_eq!(snapshot_copies(&other, "src/keep.txt")[0].1, 1);
 

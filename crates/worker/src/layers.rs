@@ -30,6 +30,17 @@ pub struct Layer {
     pub diff_id: String,
 }
 
+impl From<&rbuild_snapshotter::layer::LayerDescriptor> for Layer {
+    fn from(desc: &rbuild_snapshotter::layer::LayerDescriptor) -> Layer {
+        Layer {
+            digest: desc.digest.to_string(),
+            size: desc.size,
+            media_type: desc.media_type.to_string(),
+            diff_id: desc.diff_id.to_string(),
+        }
+    }
+}
+
 fn memo_name(compression: Compression, epoch: Option<i64>) -> String {
     let comp = match compression {
         Compression::Uncompressed => "tar".to_string(),
@@ -88,12 +99,7 @@ pub fn step_layer(
                 id.as_str()
             )
         })?;
-        let layer = Layer {
-            digest: desc.digest.to_string(),
-            size: desc.size,
-            media_type: desc.media_type.to_string(),
-            diff_id: desc.diff_id.to_string(),
-        };
+        let layer = Layer::from(&desc);
         write_memo(&memo, &layer);
         return Ok(layer);
     }
@@ -116,12 +122,7 @@ pub fn step_layer(
     writer
         .commit(Some(&desc.digest), Some(desc.size))
         .map_err(|e| format!("Failed to store a layer blob: {e}"))?;
-    let layer = Layer {
-        digest: desc.digest.to_string(),
-        size: desc.size,
-        media_type: desc.media_type.to_string(),
-        diff_id: desc.diff_id.to_string(),
-    };
+    let layer = Layer::from(&desc);
     write_memo(&memo, &layer);
     Ok(layer)
 }

@@ -518,12 +518,7 @@ fn lazy_snapshot(state: &Path, id: &str, files: &[(&str, &[u8])]) -> (Digest, u6
 fn a_lazy_layer_becomes_its_blob_when_first_opened() {
     let (dir, store) = store();
     let (digest, size) = lazy_snapshot(dir.path(), "lazy-a", &[("hello", b"hello\n")]);
-    let recipe = super::LazyLayer {
-        format: crate::layer::FORMAT,
-        snapshot: "lazy-a".into(),
-        source_date_epoch: Some(0),
-        size,
-    };
+    let recipe = recipe_for("lazy-a", size);
     store.put_lazy_layer(&digest, &recipe).unwrap();
     assert!(store.contains(&digest), "a recipe counts as stored");
     assert_eq!(store.size(&digest).unwrap(), None, "but no bytes yet");
@@ -542,7 +537,7 @@ fn a_lazy_layer_becomes_its_blob_when_first_opened() {
     // A recipe of another writer format is dropped when tried.
     let old = super::LazyLayer {
         format: 0,
-        ..store_recipe_for_test(&digest, size)
+        ..recipe_for("lazy-a", size)
     };
     store.put_lazy_layer(&digest, &old).unwrap();
     let err = store.open_blob(&digest).unwrap_err();
@@ -550,10 +545,11 @@ fn a_lazy_layer_becomes_its_blob_when_first_opened() {
     assert!(!store.contains(&digest), "dropped");
 }
 
-fn store_recipe_for_test(_digest: &Digest, size: u64) -> super::LazyLayer {
+/// A recipe of this writer's format for snapshot `id` with source date 0.
+fn recipe_for(id: &str, size: u64) -> super::LazyLayer {
     super::LazyLayer {
         format: crate::layer::FORMAT,
-        snapshot: "lazy-a".into(),
+        snapshot: id.into(),
         source_date_epoch: Some(0),
         size,
     }
@@ -563,12 +559,7 @@ fn store_recipe_for_test(_digest: &Digest, size: u64) -> super::LazyLayer {
 fn a_recipe_whose_snapshot_changed_or_vanished_stores_nothing() {
     let (dir, store) = store();
     let (digest, size) = lazy_snapshot(dir.path(), "lazy-b", &[("f", b"one\n")]);
-    let recipe = super::LazyLayer {
-        format: crate::layer::FORMAT,
-        snapshot: "lazy-b".into(),
-        source_date_epoch: Some(0),
-        size,
-    };
+    let recipe = recipe_for("lazy-b", size);
     store.put_lazy_layer(&digest, &recipe).unwrap();
     // Damage from outside: the snapshot's file changes.
     let layer = dir.path().join("snapshots-v1/committed/lazy-b/fs/f");
