@@ -26,6 +26,8 @@ command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v podman >/dev/null 2>&1 || missing+=(podman)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
+# The tty progress test runs the build on a pseudo-terminal with script(1).
+command -v script >/dev/null 2>&1 || missing+=(bsdutils)
 install_missing "the test suite" "${missing[@]}"
 
 need cargo "the Rust toolchain (rustup)"

@@ -1146,3 +1146,52 @@ fn a_context_bind_mount_shows_only_what_dockerignore_admits() {
         .unwrap_or_default();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn tty_progress_draws_running_steps_live_and_collapses_finished_ones() {
+    let p = Project::new();
+    p.dockerfile(
+        "FROM rbuild-test/busybox:1\nRUN for i in 1 2 3 4; do echo tick$i; sleep 0.3; done\n",
+    );
+    // A pseudo-terminal, as a developer's shell gives: `script` runs the build on one.
+    let command = format!(
+        "{} --root {} build --progress tty --network none -t test/tty:1 {}",
+        env!("CARGO_BIN_EXE_rbuild"),
+        p.root.display(),
+        p.ctx.display()
+    );
+    let out = Command::new(rbuild_test::require_tool("script", "bsdutils"))
+        .args(["-qfec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    // Live: the running step's spinner shows its latest output line and is redrawn in place.
+    assert!(
+        screen.contains("RUN for i in 1 2 3 4") && screen.contains("| tick"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("\u{1b}["),
+        "no terminal control sequences:\n{screen}"
+    );
+    // Collapsed: the step once done is one line with its time (` => NAME 1.2s`); no
+    // plain-mode lines.
+    let done = " => [stage-0 2/2] RUN for i in 1 2 3 4; do echo tick$i; sleep 0.3; done ";
+    let took = screen
+        .split(done)
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_default();
+    assert!(
+        took.strip_suffix('s')
+            .is_some_and(|t| t.parse::<f64>().is_ok_and(|t| t >= 1.0)),
+        "no collapsed line with the step's time (got {took:?}):\n{screen}"
+    );
+    assert!(!screen.contains("#2 [stage-0"), "{screen}");
+    assert!(
+        screen.contains("image sha256:"),
+        "no summary line:\n{screen}"
+    );
+}
