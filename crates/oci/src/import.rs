@@ -284,26 +284,14 @@ fn select_manifest(
         return Err(invalid("index.json", "indexes nested too deeply"));
     }
     let nested = read_json(store, &blob)?;
-    let entries = manifests_of(&nested, &blob.digest.to_string())?;
-    let matches = |d: &&Value| {
-        d["platform"]["os"].as_str() == Some(platform.0)
-            && d["platform"]["architecture"].as_str() == Some(platform.1)
-    };
-    match entries.iter().find(matches) {
-        Some(chosen) => select_manifest(chosen, store, platform, depth + 1),
-        None => Err(ImportError::NoPlatform {
-            wanted: format!("{}/{}", platform.0, platform.1),
-            available: entries
-                .iter()
-                .map(|d| {
-                    format!(
-                        "{}/{}",
-                        d["platform"]["os"].as_str().unwrap_or("?"),
-                        d["platform"]["architecture"].as_str().unwrap_or("?")
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
+    // Checks the index's shape (a `manifests` array) before choosing in it.
+    manifests_of(&nested, &blob.digest.to_string())?;
+    let wanted = crate::platform::Platform::new(platform.0, platform.1, None);
+    match crate::platform::select(&nested, &wanted) {
+        Ok(chosen) => select_manifest(chosen, store, platform, depth + 1),
+        Err(available) => Err(ImportError::NoPlatform {
+            wanted: wanted.to_string(),
+            available,
         }),
     }
 }

@@ -9,12 +9,14 @@
 //!   BuildKit's docker exporter writes it. Blobs come from a [`archive::BlobSource`], so this
 //!   crate never depends on where they are stored.
 //! - [`import`]: OCI layouts (tar or directory) and docker-archives read into a [`import::BlobStore`].
+//! - [`platform`]: `os/architecture[/variant]` and choosing an index entry by it.
 
 pub mod archive;
 pub mod canonical;
 pub mod import;
 pub mod media_types;
 pub mod model;
+pub mod platform;
 
 pub use archive::{write_image_archive, ArchiveError, ArchiveImage, BlobSource};
 pub use model::{BlobRef, HistoryEntry, ImageBuilder, ModelError};
