@@ -81,7 +81,7 @@ pub fn prune(root: &Path, args: &PruneArgs) -> Result<()> {
         human(report.bytes)
     );
     for why in &report.kept_for_images {
-        eprintln!("warning: kept a snapshot that an image's layer is made from: {why}");
+        eprintln!("warning: an image's layer kept as a recipe: {why}");
     }
     Ok(())
 }

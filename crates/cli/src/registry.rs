@@ -279,13 +279,6 @@ pub fn push_manifest(
     let bytes = std::fs::read(content.blob_path(&manifest.digest))
         .with_context(|| format!("The manifest {} is not in the store", manifest.digest))?;
     let (config, layers) = parse_manifest(&bytes).map_err(|e| anyhow!("{e}"))?;
-    // Layers kept as recipes become blobs first, here rather than inside the upload tasks,
-    // where writing a whole tar would stall the others.
-    for layer in &layers {
-        content
-            .materialize(&layer.digest)
-            .map_err(|e| anyhow!("Cannot push `{target}`: {e}"))?;
-    }
     let mut blobs = layers;
     blobs.push(config);
     let mount_from = mount_candidates(root, &content, &reference, mount_sources, &blobs)?;

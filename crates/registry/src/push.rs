@@ -157,10 +157,14 @@ async fn push_blob(
     if head.status().as_u16() != 404 {
         return Err(status_error(&what, head).await);
     }
-    // A layer of a locally built image may be a recipe still: make its blob first. (Blocking
-    // work, as the upload's own file reads are.)
-    if let Err(e) = content.materialize(&blob.digest) {
-        return Err(RegistryError::invalid(&what, e));
+    // A layer of a locally built image may be a recipe still: make its blob now that the
+    // registry lacks it, on a blocking thread (a whole tar is written).
+    let store = content.clone();
+    let digest = blob.digest.clone();
+    match tokio::task::spawn_blocking(move || store.materialize(&digest)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(RegistryError::invalid(&what, e)),
+        Err(e) => return Err(RegistryError::invalid(&what, e)),
     }
     let path = content.blob_path(&blob.digest);
     if !path.exists() {

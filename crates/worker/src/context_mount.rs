@@ -1,29 +1,39 @@
 //! A build context bind-mounted into a RUN (`RUN --mount=type=bind`, from the context or a
 //! named one) shows exactly what `.dockerignore` admits, as in BuildKit, which only ever receives
 //! the admitted files. That is also exactly what the step's cache key covers: its mount parts come
-//! from the same selection (`LocalWorker::mount_content`), so an ignored file can neither change
-//! the step's output without a cache miss nor leak into it.
+//! from the same rules (`LocalWorker::mount_content` selects with them, and the walk here hides
+//! what the selection's `list` skips), so an ignored file can neither change the step's output
+//! without a cache miss nor leak into it.
 //!
 //! When the mounted directory holds ignored entries, the mount's source becomes a read-only
 //! overlay of two lower layers: on top, a small tree holding a whiteout (a 0/0 character device)
-//! for each hidden entry, whose directories carry the context directories' own owner, mode and
-//! times; below, the context directory itself. Nothing is copied, and the step cannot write to
-//! the user's files (no upper layer). An ignored directory that an exception (`!pattern`) could
-//! re-include something from is kept and looked into, as the selection does. Without ignored
-//! entries the directory is bound as it is.
+//! for each hidden entry, whose directories carry the context directories' own owner, mode,
+//! extended attributes and times; below, the context directory itself. Nothing is copied, and
+//! the step cannot write to the user's files (no upper layer). The whiteout tree lives on a tmpfs
+//! mounted in rbuild's private mount namespace: it can never overlap the context (a state root
+//! inside the context would), and a killed build leaves nothing of it. The view keeps the
+//! context's `nosuid`/`noexec`. Without ignored entries the directory is bound as it is.
+//!
+//! Names are handled as bytes: a name that is not UTF-8 is matched by its lossy form, as the
+//! selection matches it, and hidden by its real name.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use rbuild_frontend::dockerignore::IgnoreRules;
 use rbuild_solver::WorkerError;
 use rustix::fs::{FileType, Mode, Timestamps};
+use rustix::mount::{MountFlags, UnmountFlags};
 
 /// The filtered view of a context directory; unmounted and removed when dropped.
 #[derive(Debug)]
 pub struct FilteredContext {
+    /// The scratch directory, with a tmpfs on it once `tmpfs` is set.
     dir: PathBuf,
+    tmpfs: bool,
     merged: PathBuf,
     mounted: bool,
 }
@@ -38,10 +48,17 @@ impl FilteredContext {
 impl Drop for FilteredContext {
     fn drop(&mut self) {
         if self.mounted {
-            let _ = rustix::mount::unmount(&self.merged, rustix::mount::UnmountFlags::DETACH);
+            let _ = rustix::mount::unmount(&self.merged, UnmountFlags::DETACH);
+        }
+        if self.tmpfs {
+            let _ = rustix::mount::unmount(&self.dir, UnmountFlags::DETACH);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> WorkerError {
+    WorkerError::new(format!("cannot {what} {}: {e}", path.display()))
 }
 
 fn join(base: &str, name: &str) -> String {
@@ -52,23 +69,23 @@ fn join(base: &str, name: &str) -> String {
     }
 }
 
-/// The entries below `dir` (paths relative to it) that the rules hide; `rel` is `dir`'s path
-/// relative to the context root. Only the topmost hidden path of a hidden subtree is listed.
+/// The entries below `dir` (paths relative to it, as bytes) that the rules hide; `rel` is
+/// `dir`'s path relative to the context root. Only the topmost hidden path of a hidden subtree
+/// is listed; the rules decide as in the selection's walk (`copy::select`).
 fn hidden_entries(
     dir: &Path,
     rel: &str,
     ignore: &IgnoreRules,
-    below: &str,
-    out: &mut Vec<String>,
+    below: &Path,
+    out: &mut Vec<PathBuf>,
 ) -> Result<(), WorkerError> {
-    let read = std::fs::read_dir(dir)
-        .map_err(|e| WorkerError::new(format!("cannot read {}: {e}", dir.display())))?;
+    let read = std::fs::read_dir(dir).map_err(|e| err("read", dir, e))?;
     for entry in read {
-        let entry =
-            entry.map_err(|e| WorkerError::new(format!("cannot read {}: {e}", dir.display())))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let context_rel = join(rel, &name);
-        let mount_rel = join(below, &name);
+        let entry = entry.map_err(|e| err("read", dir, e))?;
+        let name: OsString = entry.file_name();
+        let context_rel = join(rel, &name.to_string_lossy());
+        let mount_rel = below.join(&name);
+        // file_type does not follow symlinks: a symlinked directory is an entry, not a walk.
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
         if ignore.is_excluded(&context_rel) && (!is_dir || ignore.can_skip_dir(&context_rel)) {
             out.push(mount_rel);
@@ -79,20 +96,30 @@ fn hidden_entries(
     Ok(())
 }
 
-/// Makes `dir` look like `like` (owner, mode; times are set last by the caller).
-fn copy_dir_metadata(dir: &Path, like: &std::fs::Metadata) -> Result<(), WorkerError> {
-    let fail = |e: std::io::Error| {
-        WorkerError::new(format!(
-            "cannot prepare the filtered context at {}: {e}",
-            dir.display()
-        ))
-    };
-    std::os::unix::fs::chown(dir, Some(like.uid()), Some(like.gid())).map_err(fail)?;
+/// Makes the whiteout tree's directory `dir` look like the context's `like`: owner, mode and
+/// extended attributes (times are set last by the caller).
+fn copy_dir_metadata(dir: &Path, like: &Path) -> Result<std::fs::Metadata, WorkerError> {
+    let meta = std::fs::symlink_metadata(like).map_err(|e| err("stat", like, e))?;
+    std::os::unix::fs::chown(dir, Some(meta.uid()), Some(meta.gid()))
+        .map_err(|e| err("chown", dir, e))?;
     std::fs::set_permissions(
         dir,
-        std::os::unix::fs::PermissionsExt::from_mode(like.mode() & 0o7777),
+        std::os::unix::fs::PermissionsExt::from_mode(meta.mode() & 0o7777),
     )
-    .map_err(fail)
+    .map_err(|e| err("chmod", dir, e))?;
+    let open = |p: &Path| {
+        rustix::fs::open(
+            p,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| err("open", p, e))
+    };
+    crate::copy::direct::copy_xattrs(&open(like)?, &open(dir)?)
+        .map_err(|e| err("copy the extended attributes of", like, e))?;
+    Ok(meta)
 }
 
 fn set_times(dir: &Path, like: &std::fs::Metadata) {
@@ -114,23 +141,21 @@ fn set_times(dir: &Path, like: &std::fs::Metadata) {
     );
 }
 
-/// Escapes a path for an overlayfs option string.
-fn escape(path: &Path) -> Result<String, WorkerError> {
-    let text = path.to_str().ok_or_else(|| {
-        WorkerError::new(format!(
-            "the path {} is not UTF-8, which an overlay mount option cannot hold",
-            path.display()
-        ))
-    })?;
-    Ok(text
-        .replace('\\', "\\\\")
-        .replace(':', "\\:")
-        .replace(',', "\\,"))
+/// Escapes a path for an overlayfs option string (`\`, `:` and `,` are special there).
+fn escape(path: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &b in path.as_os_str().as_bytes() {
+        if matches!(b, b'\\' | b':' | b',') {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out
 }
 
 /// The view of `source` (a directory inside the context at `context_root`, symlinks already
 /// resolved inside it) that hides what `ignore` excludes; `None` when nothing is hidden and
-/// `source` can be bound as it is. Scratch directories go under `scratch`.
+/// `source` can be bound as it is. The scratch directory goes under `scratch`.
 pub fn filtered(
     context_root: &Path,
     ignore: &IgnoreRules,
@@ -152,52 +177,50 @@ pub fn filtered(
         .to_string_lossy()
         .into_owned();
     let mut hidden = Vec::new();
-    hidden_entries(source, &rel, ignore, "", &mut hidden)?;
+    hidden_entries(source, &rel, ignore, Path::new(""), &mut hidden)?;
     if hidden.is_empty() {
         return Ok(None);
     }
-    std::fs::create_dir_all(scratch)
-        .map_err(|e| WorkerError::new(format!("cannot create {}: {e}", scratch.display())))?;
+    std::fs::create_dir_all(scratch).map_err(|e| err("create", scratch, e))?;
     let dir = tempfile::Builder::new()
         .prefix(&format!("context-{}-", std::process::id()))
         .tempdir_in(scratch)
-        .map_err(|e| {
-            WorkerError::new(format!(
-                "cannot create a directory in {}: {e}",
-                scratch.display()
-            ))
-        })?
+        .map_err(|e| err("create a directory in", scratch, e))?
         .keep();
     let mut view = FilteredContext {
         merged: dir.join("merged"),
         dir,
+        tmpfs: false,
         mounted: false,
     };
+    rustix::mount::mount(
+        c"tmpfs",
+        &view.dir,
+        c"tmpfs",
+        MountFlags::NODEV | MountFlags::NOSUID | MountFlags::NOEXEC,
+        Some(c"mode=0700"),
+    )
+    .map_err(|e| err("mount a tmpfs on", &view.dir, e))?;
+    view.tmpfs = true;
     let whiteouts = view.dir.join("whiteouts");
     for d in [&whiteouts, &view.merged] {
-        std::fs::create_dir(d)
-            .map_err(|e| WorkerError::new(format!("cannot create {}: {e}", d.display())))?;
+        std::fs::create_dir(d).map_err(|e| err("create", d, e))?;
     }
-    // Directories of the whiteout tree, each like its context counterpart.
-    let mut dirs: BTreeMap<String, std::fs::Metadata> = BTreeMap::new();
-    let meta_of = |rel: &str| {
-        std::fs::symlink_metadata(source.join(rel)).map_err(|e| {
-            WorkerError::new(format!("cannot stat {}: {e}", source.join(rel).display()))
-        })
-    };
-    dirs.insert(String::new(), meta_of("")?);
+    // The whiteout tree's directories, each like its context counterpart.
+    let mut dirs: BTreeMap<PathBuf, std::fs::Metadata> = BTreeMap::new();
+    dirs.insert(PathBuf::new(), copy_dir_metadata(&whiteouts, source)?);
     for path in &hidden {
-        let mut parent = String::new();
-        let parts: Vec<&str> = path.split('/').collect();
-        for part in &parts[..parts.len() - 1] {
-            parent = join(&parent, part);
+        let mut parent = PathBuf::new();
+        let parts: Vec<_> = path.components().collect();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            parent.push(part);
             if !dirs.contains_key(&parent) {
-                let meta = meta_of(&parent)?;
                 let made = whiteouts.join(&parent);
-                std::fs::create_dir(&made).map_err(|e| {
-                    WorkerError::new(format!("cannot create {}: {e}", made.display()))
-                })?;
-                dirs.insert(parent.clone(), meta);
+                std::fs::create_dir(&made).map_err(|e| err("create", &made, e))?;
+                dirs.insert(
+                    parent.clone(),
+                    copy_dir_metadata(&made, &source.join(&parent))?,
+                );
             }
         }
         let node = whiteouts.join(path);
@@ -205,40 +228,44 @@ pub fn filtered(
             rustix::fs::CWD,
             &node,
             FileType::CharacterDevice,
-            Mode::from_raw_mode(0o000),
+            Mode::empty(),
             0,
         )
-        .map_err(|e| {
-            WorkerError::new(format!(
-                "cannot create a whiteout at {}: {e}",
-                node.display()
-            ))
-        })?;
+        .map_err(|e| err("create a whiteout at", &node, e))?;
     }
-    // Owners and modes, then times innermost first (making children changed the parents').
-    for (rel, meta) in &dirs {
-        copy_dir_metadata(&whiteouts.join(rel), meta)?;
-    }
+    // Times innermost first (making children changed the parents').
     for (rel, meta) in dirs.iter().rev() {
         set_times(&whiteouts.join(rel), meta);
     }
-    let options = std::ffi::CString::new(format!(
-        "lowerdir={}:{}",
-        escape(&whiteouts)?,
-        escape(source)?
-    ))
-    .map_err(|_| WorkerError::new("a context path holds a NUL byte"))?;
+    let mut options = b"lowerdir=".to_vec();
+    options.extend(escape(&whiteouts));
+    options.push(b':');
+    options.extend(escape(source));
+    let options = std::ffi::CString::new(options)
+        .map_err(|_| WorkerError::new("a context path holds a NUL byte"))?;
+    // The context's own nosuid/noexec carry over, as they would to a plain bind.
+    let mut flags = MountFlags::RDONLY | MountFlags::NODEV;
+    let statvfs = rustix::fs::statvfs(source).map_err(|e| err("inspect", source, e))?;
+    for (bit, flag) in [
+        (rustix::fs::StatVfsMountFlags::NOSUID, MountFlags::NOSUID),
+        (rustix::fs::StatVfsMountFlags::NOEXEC, MountFlags::NOEXEC),
+    ] {
+        if statvfs.f_flag.contains(bit) {
+            flags |= flag;
+        }
+    }
     rustix::mount::mount(
         c"overlay",
         &view.merged,
         c"overlay",
-        rustix::mount::MountFlags::RDONLY | rustix::mount::MountFlags::NODEV,
+        flags,
         Some(options.as_c_str()),
     )
     .map_err(|e| {
         WorkerError::new(format!(
             "cannot mount the build context at {} without its .dockerignored files \
-             (an overlay over it failed: {e})",
+             (an overlay over it failed: {e}; overlayfs cannot use a case-insensitive \
+             filesystem or a third level of stacking as a lower layer)",
             source.display()
         ))
     })?;

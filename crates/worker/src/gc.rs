@@ -136,8 +136,8 @@ pub struct PruneReport {
     pub blobs: usize,
     pub bytes: u64,
     pub stale: usize,
-    /// Snapshots kept although unselected: a kept image's layer is a recipe naming them, and
-    /// its blob could not be made (why, for each).
+    /// Recipes of kept images' layers whose blobs could not be made: their snapshots were
+    /// kept (for now), or the recipe was dropped when it never can be (why, for each).
     pub kept_for_images: Vec<String>,
 }
 
@@ -256,15 +256,20 @@ pub fn prune(
     }
     for id in snapshots.list().map_err(|e| e.to_string())? {
         if !keep_snapshots.contains(id.as_str()) {
-            // A blob that cannot be made (a full disk, say) keeps its snapshot: the image
-            // stays usable, and the next prune tries again.
-            let failed: Vec<String> = recipes
-                .get(id.as_str())
-                .into_iter()
-                .flatten()
-                .filter_map(|digest| content.materialize(digest).err())
-                .map(|e| e.to_string())
-                .collect();
+            // A blob that cannot be made for now (a full disk, say) keeps its snapshot: the
+            // image stays usable, and the next prune tries again. A recipe that can never be
+            // made (its snapshot gives other bytes) is dropped.
+            let mut failed = Vec::new();
+            for digest in recipes.get(id.as_str()).into_iter().flatten() {
+                match content.materialize(digest) {
+                    Ok(_) => {}
+                    Err(e @ rbuild_snapshotter::content::ContentError::LazyLayer { .. }) => {
+                        content.delete_lazy(digest);
+                        report.kept_for_images.push(format!("dropped: {e}"));
+                    }
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
             if !failed.is_empty() {
                 report.kept_for_images.extend(failed);
                 continue;

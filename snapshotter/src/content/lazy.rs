@@ -55,8 +55,14 @@ impl ContentStore {
         self.lazy_dir().join(format!("{}.json", digest.hex()))
     }
 
-    /// The recipe of `digest`, if it has one.
+    /// The recipe of `digest`, if it has one of this layer writer's format (one of another
+    /// format may still be tried by [`ContentStore::materialize`], whose digest check decides).
     pub fn lazy_layer(&self, digest: &Digest) -> Option<LazyLayer> {
+        self.any_lazy_layer(digest)
+            .filter(|r| r.format == crate::layer::FORMAT)
+    }
+
+    fn any_lazy_layer(&self, digest: &Digest) -> Option<LazyLayer> {
         let bytes = fs::read(self.recipe_path(digest)).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
@@ -83,7 +89,7 @@ impl ContentStore {
         super::sync_dir(&dir)
     }
 
-    /// Every recipe, with the digest it makes.
+    /// Every recipe (of any writer format), with the digest it makes.
     pub fn lazy_layers(&self) -> Vec<(Digest, LazyLayer)> {
         let Ok(entries) = fs::read_dir(self.lazy_dir()) else {
             return Vec::new();
@@ -97,7 +103,7 @@ impl ContentStore {
                     .strip_suffix(".json")?
                     .to_string();
                 let digest = format!("sha256:{name}").parse::<Digest>().ok()?;
-                Some((digest.clone(), self.lazy_layer(&digest)?))
+                Some((digest.clone(), self.any_lazy_layer(&digest)?))
             })
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -111,7 +117,7 @@ impl ContentStore {
 
     /// Makes the blob `digest` from its recipe if it is not stored yet; returns whether it did.
     /// Without blob or recipe this is [`ContentError::NotFound`]. The recipe is removed once
-    /// the blob is stored, and when it can never be made (another writer format).
+    /// the blob is stored.
     pub fn materialize(&self, digest: &Digest) -> Result<bool, ContentError> {
         if self.size(digest)?.is_some() {
             return Ok(false);
@@ -129,7 +135,7 @@ impl ContentStore {
     }
 
     fn make_from_recipe(&self, digest: &Digest) -> Result<(), ContentError> {
-        let Some(recipe) = self.lazy_layer(digest) else {
+        let Some(recipe) = self.any_lazy_layer(digest) else {
             return Err(ContentError::NotFound {
                 digest: digest.clone(),
                 path: self.blob_path(digest),
@@ -140,15 +146,6 @@ impl ContentStore {
             snapshot: recipe.snapshot.clone(),
             why,
         };
-        if recipe.format != crate::layer::FORMAT {
-            self.delete_lazy(digest);
-            return Err(lost(format!(
-                "it was hashed by another version of rbuild's layer writer (format {}, this one \
-                 writes {})",
-                recipe.format,
-                crate::layer::FORMAT
-            )));
-        }
         let state_root = self.root.parent().unwrap_or(Path::new("/"));
         let snapshots = Snapshotter::open(state_root).map_err(|e| lost(e.to_string()))?;
         let id = SnapshotId::new(recipe.snapshot.clone()).map_err(|e| lost(e.to_string()))?;
@@ -170,10 +167,20 @@ impl ContentStore {
         .map_err(|e| lost(e.to_string()))?;
         // The writer does not hash: compare before the blob gets the name.
         if made.digest != *digest || made.size != recipe.size {
-            return Err(lost(format!(
-                "the snapshot now gives `{}` ({} bytes)",
-                made.digest, made.size
-            )));
+            let why = if recipe.format != crate::layer::FORMAT {
+                format!(
+                    "it was recorded by another version of rbuild's layer writer (format {}, \
+                     this one writes {})",
+                    recipe.format,
+                    crate::layer::FORMAT
+                )
+            } else {
+                format!(
+                    "the snapshot now gives `{}` ({} bytes)",
+                    made.digest, made.size
+                )
+            };
+            return Err(lost(why));
         }
         writer.commit(Some(&made.digest), Some(made.size))?;
         Ok(())

@@ -112,8 +112,10 @@ pub fn prepare(
     }
     if copy_up(&upper_root, &existing, &parts).is_err() {
         // E.g. an xattr this filesystem refuses: undo, and let the overlay copy up its way.
+        // Left in place, the stray directories would meet the overlay's own copy-up.
         if let Some(first) = parts.first() {
-            let _ = crate::fsutil::remove_entry(&upper_root, &cstr(first)?);
+            crate::fsutil::remove_entry(&upper_root, &cstr(first)?)
+                .map_err(|e| err("undo the copy-up of", first, e))?;
         }
         return Ok(None);
     }
@@ -210,7 +212,7 @@ fn copy_up(upper_root: &OwnedFd, existing: &[OwnedFd], parts: &[&str]) -> Result
 }
 
 /// Copies every extended attribute overlayfs shows for `from` (it hides its own) to `to`.
-fn copy_xattrs(from: &OwnedFd, to: &OwnedFd) -> Result<(), Errno> {
+pub(crate) fn copy_xattrs(from: &OwnedFd, to: &OwnedFd) -> Result<(), Errno> {
     let mut names = vec![0u8; 1024];
     let len = loop {
         match rustix::fs::flistxattr(from, &mut names[..]) {

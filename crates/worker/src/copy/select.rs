@@ -79,13 +79,6 @@ impl SourceRoot<'_> {
                 .is_some_and(|rules| rules.is_excluded(rel))
     }
 
-    /// Whether a rule could admit something below the excluded directory `rel`: no rule set
-    /// that excludes it excludes everything below it too.
-    fn may_admit_below(&self, rel: &str) -> bool {
-        let skippable = |rules: &IgnoreRules| rules.is_excluded(rel) && rules.can_skip_dir(rel);
-        !self.ignore.is_some_and(skippable) && !self.excludes.as_ref().is_some_and(skippable)
-    }
-
     /// Selects every source of a COPY.
     pub fn select(&self, sources: &[String]) -> Result<Vec<Selected>, WorkerError> {
         let root_fd = open_root(self.root)?;
@@ -134,6 +127,9 @@ impl SourceRoot<'_> {
         wildcard: bool,
         source: &str,
     ) -> Result<Selected, WorkerError> {
+        if self.ignored(rel) {
+            return Err(self.not_found(source, rel));
+        }
         let fd =
             open_in_root(root_fd, rel, OFlags::PATH).map_err(|_| self.not_found(source, rel))?;
         let host = fd_path(&fd)?;
@@ -144,14 +140,10 @@ impl SourceRoot<'_> {
             .strip_prefix(&real_root)
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let meta = std::fs::symlink_metadata(&host).map_err(|_| self.not_found(source, rel))?;
-        // An excluded directory is still there, as the parent of what an exception (`!...`)
-        // admits below it (as in the context BuildKit receives); anything else excluded is not.
-        for path in [rel, resolved_rel.as_str()] {
-            if self.ignored(path) && !(meta.is_dir() && self.may_admit_below(path)) {
-                return Err(self.not_found(source, rel));
-            }
+        if self.ignored(&resolved_rel) {
+            return Err(self.not_found(source, rel));
         }
+        let meta = std::fs::symlink_metadata(&host).map_err(|_| self.not_found(source, rel))?;
         let mut entries = vec![Entry {
             rel: String::new(),
             host: host.clone(),

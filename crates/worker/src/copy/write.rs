@@ -175,6 +175,9 @@ fn copy_tree(
             .ok_or_else(|| WorkerError::new(format!("copy: parent of `{}` missing", entry.rel)))?;
         let name = cstr(name)?;
         let (fd, fresh) = make_dir(parent, &name)?;
+        if let Some(reuse) = target.reuse {
+            reuse.replaced(&target.path_of(&entry.rel));
+        }
         dirs.insert(entry.rel.as_str(), dir_info(fd, fresh));
         made_dirs.push(entry);
     }
