@@ -709,6 +709,26 @@ fn a_context_bind_mount_is_keyed_by_the_files_it_shows() {
 }
 
 #[test]
+fn a_bind_mount_source_is_a_path_not_a_pattern() {
+    let p = Project::new();
+    p.dockerfile(
+        "FROM rbuild-test/busybox:1\nRUN --mount=type=bind,source=data[1],target=/d cat /d/f > /built\n",
+    );
+    p.write("data[1]/f", "bracketed v1\n");
+    p.write("data1/f", "plain\n");
+    let (_, first) = p.build_rootfs(&[]);
+    assert_eq!(read(&first, "built"), "bracketed v1\n");
+    // The key follows the directory the step reads, not what `data[1]` matches as a glob.
+    p.write("data[1]/f", "bracketed v2\n");
+    let (progress, second) = p.build_rootfs(&[]);
+    assert_eq!(
+        step_status(&progress, "RUN --mount"),
+        "cache miss: file mount0:data[1]/f changed"
+    );
+    assert_eq!(read(&second, "built"), "bracketed v2\n");
+}
+
+#[test]
 fn secrets_from_env_and_source_ids_are_mounted_and_never_written_outside() {
     let p = Project::new();
     p.dockerfile(

@@ -601,7 +601,8 @@ impl LocalWorker {
                 excludes: None,
                 is_context: true,
             };
-            let selected = root.select(std::slice::from_ref(&mount.source))?;
+            // The path the mount binds, taken literally (not a pattern).
+            let selected = vec![root.select_path(&mount.source)?];
             for (path, digest) in copy::checksum::content_parts(&selected, true, &self.stat_cache)?
             {
                 parts.insert(format!("mount{i}:{path}"), digest);

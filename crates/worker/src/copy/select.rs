@@ -102,6 +102,13 @@ impl SourceRoot<'_> {
         Ok(out)
     }
 
+    /// Selects one path as it is written, without wildcard expansion (a `RUN --mount` source:
+    /// `data[1]` names the directory `data[1]`, as the mount then binds it).
+    pub fn select_path(&self, source: &str) -> Result<Selected, WorkerError> {
+        let root_fd = open_root(self.root)?;
+        self.selected(&root_fd, &clean(source), false, source)
+    }
+
     fn not_found(&self, source: &str, rel: &str) -> WorkerError {
         let mut message = format!(
             "\"/{rel}\" not found: COPY source `{source}` is not in the {}",
