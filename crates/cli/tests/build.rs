@@ -1109,11 +1109,14 @@ fn a_context_bind_mount_shows_only_what_dockerignore_admits() {
     p.dockerfile(
         "FROM rbuild-test/busybox:1\n\
          RUN --mount=type=bind,target=/ctx cd /ctx && find . | sort > /seen && stat -c '%a %u' private > /private-dir\n\
-         RUN --mount=type=bind,source=deep,target=/deep find /deep | sort > /deep-seen\n",
+         RUN --mount=type=bind,source=deep,target=/deep find /deep | sort > /deep-seen\n\
+         RUN --mount=type=bind,source=logs,target=/logs find /logs | sort > /logs-seen\n\
+         COPY logs /copied-logs\n\
+         COPY log* /globbed/\n",
     );
     p.write(
         ".dockerignore",
-        "secret.txt\nlogs\n!logs/keep.log\n**/*.tmp\nprivate/hidden\n*.key\n",
+        "secret.txt\nlogs\n!logs/keep.log\n**/*.tmp\nprivate/hidden\n*.key\ncache\n!cache/keep\n",
     );
     // A name that is not UTF-8 is hidden by its real bytes.
     std::fs::write(
@@ -1126,6 +1129,9 @@ fn a_context_bind_mount_shows_only_what_dockerignore_admits() {
     p.write("app.c", "int main;\n");
     p.write("logs/keep.log", "kept\n");
     p.write("logs/drop.log", "dropped\n");
+    // Excluded directories where the exception admits nothing: not there at all.
+    p.write("logs/old/x.log", "old\n");
+    p.write("cache/other", "o\n");
     p.write("deep/a/b.tmp", "temp\n");
     p.write("deep/a/c.txt", "c\n");
     p.write("private/hidden", "h\n");
@@ -1147,6 +1153,12 @@ fn a_context_bind_mount_shows_only_what_dockerignore_admits() {
         read(&rootfs, "deep-seen"),
         "/deep\n/deep/a\n/deep/a/c.txt\n"
     );
+    // An excluded directory with an admitted file below it is there, holding just that file,
+    // as a mount source, a COPY source and a wildcard match (as in BuildKit).
+    assert_eq!(read(&rootfs, "logs-seen"), "/logs\n/logs/keep.log\n");
+    assert_eq!(read(&rootfs, "copied-logs/keep.log"), "kept\n");
+    assert!(!rootfs.join("copied-logs/old").exists());
+    assert_eq!(read(&rootfs, "globbed/keep.log"), "kept\n");
     assert_eq!(
         read(&rootfs, "private-dir"),
         "700 1234\n",
@@ -1169,6 +1181,16 @@ fn a_context_bind_mount_shows_only_what_dockerignore_admits() {
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // One where the exception admits nothing is not a source.
+    p.dockerfile("FROM rbuild-test/busybox:1\nCOPY cache /c\n");
+    let out = p.build(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("\"/cache\" not found") && err.contains("excluded by .dockerignore"),
+        "{err}"
+    );
 }
 
 #[test]

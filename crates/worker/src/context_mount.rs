@@ -71,15 +71,18 @@ fn join(base: &str, name: &str) -> String {
 
 /// The entries below `dir` (paths relative to it, as bytes) that the rules hide; `rel` is
 /// `dir`'s path relative to the context root. Only the topmost hidden path of a hidden subtree
-/// is listed; the rules decide as in the selection's walk (`copy::select`).
+/// is listed. The rules decide as in the selection's walk (`copy::select`): an excluded
+/// directory is looked into only when an exception could admit something below it, and is
+/// hidden whole when nothing is. Returns whether anything below `dir` stays visible.
 fn hidden_entries(
     dir: &Path,
     rel: &str,
     ignore: &IgnoreRules,
     below: &Path,
     out: &mut Vec<PathBuf>,
-) -> Result<(), WorkerError> {
+) -> Result<bool, WorkerError> {
     let read = std::fs::read_dir(dir).map_err(|e| err("read", dir, e))?;
+    let mut visible = false;
     for entry in read {
         let entry = entry.map_err(|e| err("read", dir, e))?;
         let name: OsString = entry.file_name();
@@ -87,13 +90,25 @@ fn hidden_entries(
         let mount_rel = below.join(&name);
         // file_type does not follow symlinks: a symlinked directory is an entry, not a walk.
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if ignore.is_excluded(&context_rel) && (!is_dir || ignore.can_skip_dir(&context_rel)) {
+        let excluded = ignore.is_excluded(&context_rel);
+        if excluded && (!is_dir || ignore.can_skip_dir(&context_rel)) {
             out.push(mount_rel);
-        } else if is_dir {
-            hidden_entries(&entry.path(), &context_rel, ignore, &mount_rel, out)?;
+        } else if excluded {
+            let mut inside = Vec::new();
+            if hidden_entries(&entry.path(), &context_rel, ignore, &mount_rel, &mut inside)? {
+                out.extend(inside);
+                visible = true;
+            } else {
+                out.push(mount_rel);
+            }
+        } else {
+            visible = true;
+            if is_dir {
+                hidden_entries(&entry.path(), &context_rel, ignore, &mount_rel, out)?;
+            }
         }
     }
-    Ok(())
+    Ok(visible)
 }
 
 /// Makes the whiteout tree's directory `dir` look like the context's `like`: owner, mode and

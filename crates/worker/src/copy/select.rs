@@ -79,6 +79,13 @@ impl SourceRoot<'_> {
                 .is_some_and(|rules| rules.is_excluded(rel))
     }
 
+    /// Whether a rule could admit something below the excluded directory `rel`: no rule set
+    /// that excludes it excludes everything below it too.
+    fn may_admit_below(&self, rel: &str) -> bool {
+        let skippable = |rules: &IgnoreRules| rules.is_excluded(rel) && rules.can_skip_dir(rel);
+        !self.ignore.is_some_and(skippable) && !self.excludes.as_ref().is_some_and(skippable)
+    }
+
     /// Selects every source of a COPY.
     pub fn select(&self, sources: &[String]) -> Result<Vec<Selected>, WorkerError> {
         let root_fd = open_root(self.root)?;
@@ -86,14 +93,22 @@ impl SourceRoot<'_> {
         for source in sources {
             let rel = clean(source);
             if has_wildcard(&rel) {
-                let matches = self.glob(&rel)?;
-                if matches.is_empty() {
+                let mut any = false;
+                for m in self.glob(&rel)? {
+                    match self.selected(&root_fd, &m, true, source) {
+                        Ok(selected) => {
+                            out.push(selected);
+                            any = true;
+                        }
+                        // An excluded directory holding nothing admitted is not a match.
+                        Err(_) if self.ignored(&m) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                if !any {
                     return Err(WorkerError::new(format!(
                         "no source files were specified: `{source}` matches nothing"
                     )));
-                }
-                for m in matches {
-                    out.push(self.selected(&root_fd, &m, true, source)?);
                 }
             } else {
                 out.push(self.selected(&root_fd, &rel, false, source)?);
@@ -134,23 +149,25 @@ impl SourceRoot<'_> {
         wildcard: bool,
         source: &str,
     ) -> Result<Selected, WorkerError> {
-        if self.ignored(rel) {
-            return Err(self.not_found(source, rel));
-        }
         let fd =
             open_in_root(root_fd, rel, OFlags::PATH).map_err(|_| self.not_found(source, rel))?;
-        let host = fd_path(&fd)?;
         // The rules apply to where the path really leads: `alias/key` through a symlink to an
         // ignored directory is as ignored as the directory.
+        let host = fd_path(&fd)?;
         let real_root = fd_path(root_fd)?;
         let resolved_rel = host
             .strip_prefix(&real_root)
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if self.ignored(&resolved_rel) {
+        let meta = std::fs::symlink_metadata(&host).map_err(|_| self.not_found(source, rel))?;
+        // An excluded directory is there only as the parent of what an exception (`!...`)
+        // admits below it, as in the context BuildKit receives.
+        let excluded = self.ignored(rel) || self.ignored(&resolved_rel);
+        if excluded
+            && !(meta.is_dir() && self.may_admit_below(rel) && self.may_admit_below(&resolved_rel))
+        {
             return Err(self.not_found(source, rel));
         }
-        let meta = std::fs::symlink_metadata(&host).map_err(|_| self.not_found(source, rel))?;
         let mut entries = vec![Entry {
             rel: String::new(),
             host: host.clone(),
@@ -159,6 +176,9 @@ impl SourceRoot<'_> {
         }];
         if entries[0].meta.is_dir() {
             self.walk(&host, &resolved_rel, "", &mut entries, true)?;
+        }
+        if excluded && entries.len() == 1 {
+            return Err(self.not_found(source, rel));
         }
         Ok(Selected {
             rel: rel.to_string(),
@@ -198,22 +218,32 @@ impl SourceRoot<'_> {
                     .meta
                     .is_dir()
                     .then(|| (entry.host.clone(), entry.rel.clone()));
+                let kept_as_parent = descend.is_some() && self.ignored(&child_context);
+                let mark = out.len();
                 out.push(entry);
                 if let Some((host, child_rel)) = descend {
                     self.walk(&host, &child_context, &child_rel, out, parallel)?;
+                }
+                // An excluded directory that ends up holding nothing admitted is not there.
+                if kept_as_parent && out.len() == mark + 1 {
+                    out.pop();
                 }
             }
             return Ok(());
         }
         let trees = self.walk_subtrees(&children, &subdirs, workers);
         let mut trees = trees.into_iter();
-        for (entry, _) in children {
+        for (entry, child_context) in children {
             let is_dir = entry.meta.is_dir();
+            let kept_as_parent = is_dir && self.ignored(&child_context);
             out.push(entry);
             if is_dir {
                 let tree = trees
                     .next()
                     .ok_or_else(|| WorkerError::new("internal error: a subtree went missing"))??;
+                if kept_as_parent && tree.is_empty() {
+                    out.pop();
+                }
                 out.extend(tree);
             }
         }
@@ -286,12 +316,12 @@ impl SourceRoot<'_> {
             let meta = dir_entry
                 .metadata()
                 .map_err(|e| WorkerError::new(format!("cannot stat {}: {e}", host.display())))?;
-            if self.ignored(&child_context) {
-                let skippable =
-                    !meta.is_dir() || self.ignore.is_none_or(|r| r.can_skip_dir(&child_context));
-                if skippable {
-                    continue;
-                }
+            // An excluded directory is walked only when a rule could admit something below it
+            // (and dropped by `walk` if nothing is).
+            if self.ignored(&child_context)
+                && (!meta.is_dir() || !self.may_admit_below(&child_context))
+            {
+                continue;
             }
             let link_target = if meta.file_type().is_symlink() {
                 std::fs::read_link(&host).ok()
@@ -349,7 +379,16 @@ impl SourceRoot<'_> {
             }
             current = next;
         }
-        Ok(current.into_iter().filter(|m| !self.ignored(m)).collect())
+        // Excluded matches go, except directories an exception could admit something below
+        // (`selected` then keeps them only if it does).
+        Ok(current
+            .into_iter()
+            .filter(|m| {
+                !self.ignored(m)
+                    || (self.may_admit_below(m)
+                        && open_in_root(&root_fd, m, OFlags::PATH | OFlags::DIRECTORY).is_ok())
+            })
+            .collect())
     }
 }
 
