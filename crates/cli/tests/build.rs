@@ -1025,7 +1025,7 @@ fn a_context_copy_never_links_a_file_that_a_later_source_replaced() {
     p.dockerfile("FROM rbuild-test/busybox:1\nCOPY a/ b/ /app/\n");
     // Two contents whose digests sort one way: a manifest keeping the larger digest for the
     // path (and not the last write) would vouch for the wrong file.
-    let (mut x, mut y) = ("XXXX\n".to_string(), "YYYY\n".to_string());
+    let (mut x, mut y) = ("contents one\n".to_string(), "contents two\n".to_string());
     if sha2::Sha256::digest(x.as_bytes()) < sha2::Sha256::digest(y.as_bytes()) {
         std::mem::swap(&mut x, &mut y);
     }
@@ -1044,7 +1044,7 @@ fn a_context_copy_never_links_a_file_that_a_later_source_replaced() {
     let (_, first) = p.build_rootfs(&[]);
     assert_eq!(read(&first, "app/config"), y, "the later source wins");
     // Same sizes and mtimes; now b holds what a held.
-    p.write("a/config", "ZZZZ\n");
+    p.write("a/config", "contents six\n");
     p.write("b/config", &x);
     pin("a/config");
     pin("b/config");

@@ -28,6 +28,12 @@ use rbuild_solver::WorkerError;
 use rustix::fs::{FileType, Mode, Timestamps};
 use rustix::mount::{MountFlags, UnmountFlags};
 
+/// Where a state root's filtered views are made (`<pid>`-named, so prune can sweep those of
+/// killed builds).
+pub fn scratch_dir(state_root: &Path) -> PathBuf {
+    state_root.join("run/contexts")
+}
+
 /// The filtered view of a context directory; unmounted and removed when dropped.
 #[derive(Debug)]
 pub struct FilteredContext {

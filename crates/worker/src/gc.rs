@@ -169,7 +169,8 @@ pub fn prune(
     // (`<what>-<pid>-<random>`).
     report.stale += remove_dead_pid_dirs(&state_root.join("snapshots-v1/unpack"), "layer-");
     report.stale += remove_dead_pid_dirs(state_root, "context-");
-    report.stale += remove_dead_pid_dirs(&state_root.join("run/contexts"), "context-");
+    report.stale +=
+        remove_dead_pid_dirs(&crate::context_mount::scratch_dir(state_root), "context-");
     let _ = content.clean_ingest(Duration::from_secs(3600));
 
     let now = SystemTime::now()

@@ -82,46 +82,39 @@ pub fn step_layer(
             }
         }
     }
-    if lazy {
-        let desc = write_layer(
-            &fs_dir,
-            SourceKind::OverlayUpper,
-            &mut std::io::sink(),
-            &LayerOptions {
-                compression,
-                source_date_epoch: epoch,
-                threads: 0,
-            },
-        )
-        .map_err(|e| {
-            format!(
-                "Failed to hash the layer of snapshot `{}`: {e}",
-                id.as_str()
-            )
-        })?;
-        let layer = Layer::from(&desc);
-        write_memo(&memo, &layer);
-        return Ok(layer);
-    }
-    // The layer writer hashes exactly the bytes it writes: the store need not hash them again.
-    let mut writer = content
-        .writer_for_computed()
-        .map_err(|e| format!("Failed to start a layer blob: {e}"))?;
     let options = LayerOptions {
         compression,
         source_date_epoch: epoch,
         threads: 0,
     };
-    let desc =
-        write_layer(&fs_dir, SourceKind::OverlayUpper, &mut writer, &options).map_err(|e| {
-            format!(
-                "Failed to write the layer of snapshot `{}`: {e}",
-                id.as_str()
-            )
-        })?;
-    writer
-        .commit(Some(&desc.digest), Some(desc.size))
-        .map_err(|e| format!("Failed to store a layer blob: {e}"))?;
+    let failed = |e: rbuild_snapshotter::layer::LayerError| {
+        format!(
+            "Failed to write the layer of snapshot `{}`: {e}",
+            id.as_str()
+        )
+    };
+    let desc = if lazy {
+        // Hashed only: the blob is made from the snapshot when something first reads it.
+        write_layer(
+            &fs_dir,
+            SourceKind::OverlayUpper,
+            &mut std::io::sink(),
+            &options,
+        )
+        .map_err(failed)?
+    } else {
+        // The layer writer hashes exactly the bytes it writes: the store need not hash them
+        // again.
+        let mut writer = content
+            .writer_for_computed()
+            .map_err(|e| format!("Failed to start a layer blob: {e}"))?;
+        let desc = write_layer(&fs_dir, SourceKind::OverlayUpper, &mut writer, &options)
+            .map_err(failed)?;
+        writer
+            .commit(Some(&desc.digest), Some(desc.size))
+            .map_err(|e| format!("Failed to store a layer blob: {e}"))?;
+        desc
+    };
     let layer = Layer::from(&desc);
     write_memo(&memo, &layer);
     Ok(layer)

@@ -330,7 +330,7 @@ impl LocalWorker {
                         (Output::Context(name), Some(dir)) => MountSource::Context {
                             dir,
                             ignore: &self.context(name)?.ignore,
-                            scratch: self.root.join("run/contexts"),
+                            scratch: context_mount::scratch_dir(&self.root),
                         },
                         (_, Some(dir)) => MountSource::Dir(dir),
                         (_, None) => MountSource::Empty,
@@ -341,7 +341,7 @@ impl LocalWorker {
                     Some(MountSource::Context {
                         dir: context.dir.clone(),
                         ignore: &context.ignore,
-                        scratch: self.root.join("run/contexts"),
+                        scratch: context_mount::scratch_dir(&self.root),
                     })
                 }
                 None => None,

@@ -75,35 +75,31 @@ pub fn prepare(
         .map_err(|e| WorkerError::new(format!("copy: cannot open {}: {e}", path.display())))
     };
     let merged_root = open_dir(merged)?;
-    // The existing part of the destination: real directories only.
+    // The existing part of the destination: real directories only (merged-view descriptors).
     let mut existing: Vec<OwnedFd> = Vec::new();
-    let mut current = rustix::io::fcntl_dupfd_cloexec(&merged_root, 0)
-        .map_err(|e| WorkerError::new(format!("copy: {e}")))?;
     for part in &parts {
         let name = cstr(part)?;
-        match rustix::fs::statat(&current, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(stat) if stat.st_mode & S_IFMT == S_IFDIR => {
-                let next = rustix::fs::openat(
-                    &current,
-                    name.as_c_str(),
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| err("open", part, e))?;
-                current = rustix::io::fcntl_dupfd_cloexec(&next, 0)
-                    .map_err(|e| WorkerError::new(format!("copy: {e}")))?;
-                existing.push(next);
-            }
+        let dir = existing.last().unwrap_or(&merged_root);
+        let next = match rustix::fs::statat(dir, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) if stat.st_mode & S_IFMT == S_IFDIR => rustix::fs::openat(
+                dir,
+                name.as_c_str(),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| err("open", part, e))?,
             Err(Errno::NOENT) => break,
             // A symlink or a file on the way: the overlay's rules apply.
             Ok(_) => return Ok(None),
             Err(e) => return Err(err("inspect", part, e)),
-        }
+        };
+        existing.push(next);
     }
     let whole_dest_exists = existing.len() == parts.len();
     // Into an existing directory: only new names, and at least one (a COPY that makes nothing
     // leaves the upper directory empty, which a copy-up would not).
-    if whole_dest_exists && new_names_in_dest(&current, selected)? != Some(true) {
+    let deepest = existing.last().unwrap_or(&merged_root);
+    if whole_dest_exists && new_names_in_dest(deepest, selected)? != Some(true) {
         return Ok(None);
     }
     let upper_root = open_dir(upper)?;

@@ -84,6 +84,7 @@ pub struct Reuse<'a> {
     /// The last write of each destination path, in write order: its digest, or `None` when
     /// what is there now cannot be vouched for (a later write replaced a recorded file).
     recorded: Mutex<HashMap<String, Option<[u8; 32]>>>,
+    /// Inodes linked by this COPY: two copy threads can both see a stage file at st_nlink 1.
     linked_inodes: Mutex<HashSet<(u64, u64)>>,
 }
 
@@ -181,10 +182,9 @@ impl<'a> Reuse<'a> {
         let candidates = previous
             .and_then(|layer_dir| {
                 let digests = decode(&std::fs::read(manifest_path(layer_dir)).ok()?);
-                (!digests.is_empty()).then_some(())?;
                 Some(Candidates::Previous {
                     layer: open_dir(layer_dir)?,
-                    digests,
+                    digests: Some(digests).filter(|d| !d.is_empty())?,
                 })
             })
             .unwrap_or(Candidates::None);
