@@ -218,10 +218,12 @@ pub struct PruneArgs {
     /// Remove the whole build cache, cache mounts included (images stay).
     #[arg(short = 'a', long)]
     pub all: bool,
-    /// Keep at most this much snapshot storage (bytes or k/m/g), removing the oldest first.
+    /// Keep at most this much snapshot storage (bytes or k/m/g), removing the least recently
+    /// used cache entries first.
     #[arg(long = "keep-storage", value_name = "SIZE")]
     pub keep_storage: Option<String>,
-    /// `until=DURATION` (Go syntax, e.g. `24h`): remove cache entries older than that.
+    /// `until=DURATION` (Go syntax, e.g. `24h`): remove cache entries no build has used for
+    /// longer than that.
     #[arg(long, value_name = "until=DURATION")]
     pub filter: Vec<String>,
     /// Accepted for docker compatibility (rbuild never asks).

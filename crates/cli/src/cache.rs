@@ -55,7 +55,7 @@ pub fn prune(root: &Path, args: &PruneArgs) -> Result<()> {
         };
         let ns = rbuild_frontend::instructions::parse_go_duration(duration)
             .map_err(|e| anyhow!("Invalid `--filter {filter}`: {e}"))?;
-        options.older_than = Some(Duration::from_nanos(ns.max(0) as u64));
+        options.unused_for = Some(Duration::from_nanos(ns.max(0) as u64));
     }
     if let Some(size) = &args.keep_storage {
         options.keep_storage = Some(crate::build::parse_size(size)?);

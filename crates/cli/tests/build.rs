@@ -857,6 +857,71 @@ fn prune_sweeps_what_killed_builds_left() {
     assert_eq!(step_status(&progress, "RUN true"), "CACHED");
 }
 
+/// Makes every cache entry of `root` look made and last used two days ago.
+fn age_cache_entries(root: &Path) {
+    let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400);
+    let secs = two_days_ago
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    for entry in std::fs::read_dir(root.join("cache-v1/keys"))
+        .expect("keys")
+        .flatten()
+    {
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(entry.path()).expect("read")).expect("json");
+        value["created"] = secs.into();
+        std::fs::write(entry.path(), value.to_string()).expect("write");
+        std::fs::File::options()
+            .write(true)
+            .open(entry.path())
+            .and_then(|f| f.set_modified(two_days_ago))
+            .expect("age an entry");
+    }
+}
+
+#[test]
+fn prune_removes_the_least_recently_used_entries_first() {
+    let p = Project::new();
+    let step_a = "RUN head -c 8388608 /dev/zero > /a";
+    let step_b = "RUN head -c 8388608 /dev/zero > /b";
+    let build = |step: &str| {
+        p.dockerfile(&format!("FROM rbuild-test/busybox:1\n{step}\n"));
+        p.build_ok(&[])
+    };
+    let prune = |args: &[&str]| {
+        let out = p.rbuild().arg("prune").args(args).output().expect("prune");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // A is made two days ago and B now, but A is the one used last.
+    build(step_a);
+    age_cache_entries(&p.root);
+    build(step_b);
+    assert_eq!(step_status(&build(step_a), step_a), "CACHED");
+    // 12 MiB holds the base image and one 8 MiB step: the recently used one stays.
+    prune(&["--keep-storage", "12m"]);
+    assert_eq!(step_status(&build(step_a), step_a), "CACHED");
+    let progress = build(step_b);
+    assert!(
+        step_status(&progress, step_b).starts_with("cache miss"),
+        "{progress}"
+    );
+    // `until=24h` removes what no build used in the last day, however recently it was made.
+    age_cache_entries(&p.root);
+    assert_eq!(step_status(&build(step_a), step_a), "CACHED");
+    prune(&["--filter", "until=24h"]);
+    assert_eq!(step_status(&build(step_a), step_a), "CACHED");
+    let progress = build(step_b);
+    assert!(
+        step_status(&progress, step_b).starts_with("cache miss"),
+        "{progress}"
+    );
+}
+
 #[test]
 fn entries_written_before_a_sync_in_an_earlier_boot_are_misses_and_pruned() {
     let p = Project::new();

@@ -5,7 +5,7 @@
 //! each other.
 //!
 //! What prune keeps: the cache entries it does not select (by `--all`, `--filter until=`,
-//! `--keep-storage`, oldest first), every snapshot such an entry reaches through its parents,
+//! `--keep-storage`, least recently used first), every snapshot such an entry reaches through its parents,
 //! every blob an image record of the local store names (manifest, config, layers) or a kept
 //! snapshot's memoised layer names. Everything else of the cache goes: unselected snapshots
 //! (base-image layers are unpacked again from their blobs when needed), unreferenced blobs,
@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use rbuild_digest::Digest;
 use rbuild_snapshotter::content::ContentStore;
@@ -122,9 +122,10 @@ pub fn usage(state_root: &Path) -> Result<Usage, String> {
 pub struct PruneOptions {
     /// Every cache entry and the cache mounts.
     pub all: bool,
-    /// Only cache entries older than this.
-    pub older_than: Option<Duration>,
-    /// Delete the oldest entries until the kept snapshots take at most this many bytes.
+    /// Only cache entries no build has used for longer than this (`--filter until=`).
+    pub unused_for: Option<Duration>,
+    /// Delete the least recently used entries until the kept snapshots take at most this many
+    /// bytes.
     pub keep_storage: Option<u64>,
 }
 
@@ -173,34 +174,35 @@ pub fn prune(
         remove_dead_pid_dirs(&crate::context_mount::scratch_dir(state_root), "context-");
     let _ = content.clean_ingest(Duration::from_secs(3600));
 
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut entries = index.entries();
-    entries.sort_by_key(|(_, e)| std::cmp::Reverse(e.created));
+    let now = SystemTime::now();
+    let mut records = index.entries();
+    // Most recently used first: `--keep-storage` spends its budget in this order.
+    records.sort_by_key(|r| std::cmp::Reverse(r.last_used));
     let mut kept = Vec::new();
-    for (key, entry) in entries {
+    for record in records {
         // Entries of an earlier boot that were never synced may point at truncated snapshots.
         let selected = options.all
-            || !entry.trusted()
-            || options
-                .older_than
-                .is_some_and(|age| now.saturating_sub(entry.created) > age.as_secs());
+            || !record.entry.trusted()
+            || options.unused_for.is_some_and(|age| {
+                now.duration_since(record.last_used)
+                    .is_ok_and(|idle| idle > age)
+            });
         if selected {
-            index.remove(&key);
+            index.remove(&record.key);
             report.entries += 1;
         } else {
-            kept.push((key, entry));
+            kept.push(record);
         }
     }
     if let Some(limit) = options.keep_storage {
-        // Newest first; once the budget is spent, the older entries go.
+        // Once the budget is spent, the less recently used entries go.
         let mut used = 0u64;
         let mut budgeted = HashSet::new();
         let mut still = Vec::new();
-        for (key, entry) in kept {
+        for record in kept {
             let mut chain = HashSet::new();
-            if let Some(id) = entry
+            if let Some(id) = record
+                .entry
                 .snapshot
                 .as_ref()
                 .and_then(|s| SnapshotId::new(s.clone()).ok())
@@ -216,9 +218,9 @@ pub fn prune(
             if used + extra <= limit {
                 used += extra;
                 budgeted.extend(chain);
-                still.push((key, entry));
+                still.push(record);
             } else {
-                index.remove(&key);
+                index.remove(&record.key);
                 report.entries += 1;
             }
         }
@@ -226,8 +228,9 @@ pub fn prune(
     }
 
     let mut keep_snapshots = HashSet::new();
-    for (_, entry) in &kept {
-        if let Some(id) = entry
+    for record in &kept {
+        if let Some(id) = record
+            .entry
             .snapshot
             .as_ref()
             .and_then(|s| SnapshotId::new(s.clone()).ok())

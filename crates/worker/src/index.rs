@@ -4,6 +4,9 @@
 //! cache-v1/keys/<key hex>.json     {"snapshot": "<id>" | null, "created": <unix secs>}
 //! cache-v1/slots/<sha256(slot)>.json   the key parts of the slot's last run (why it missed)
 //! ```
+//! An entry's last use is its file's mtime: written when the entry is, set again on every hit
+//! ([`CacheIndex::touch`]: one `utimensat`, the content never rewritten). Prune goes by it, as
+//! BuildKit does: least recently used first, and `until=` spares what was used since.
 //! An entry is written (temp file + rename) only after its snapshot is committed, so a reader
 //! (another rbuild process too) sees a complete entry pointing at a complete snapshot, or
 //! nothing; kill -9 at any moment leaves at worst an unreferenced snapshot for prune. An entry
@@ -15,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -51,6 +55,15 @@ impl IndexEntry {
             Some(boot) => !boot.is_empty() && boot == current_boot(),
         }
     }
+}
+
+/// An entry as `du` and prune see it.
+#[derive(Debug, Clone)]
+pub struct IndexRecord {
+    pub key: String,
+    pub entry: IndexEntry,
+    /// When a build last used the entry (its file's mtime; never before `created`).
+    pub last_used: SystemTime,
 }
 
 #[derive(Debug, Clone)]
@@ -105,8 +118,29 @@ impl CacheIndex {
         write_atomic(&self.slots, &Self::slot_name(slot), &bytes)
     }
 
+    /// Marks the entry of `key` as used now. Best effort: a failed touch only makes the entry
+    /// look older to prune.
+    pub fn touch(&self, key: &str) {
+        let times = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_OMIT,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_NOW,
+            },
+        };
+        let _ = rustix::fs::utimensat(
+            rustix::fs::CWD,
+            self.keys.join(format!("{key}.json")),
+            &times,
+            rustix::fs::AtFlags::empty(),
+        );
+    }
+
     /// Every entry (for `du` and prune).
-    pub fn entries(&self) -> Vec<(String, IndexEntry)> {
+    pub fn entries(&self) -> Vec<IndexRecord> {
         let Ok(dir) = std::fs::read_dir(&self.keys) else {
             return Vec::new();
         };
@@ -114,8 +148,17 @@ impl CacheIndex {
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let key = name.strip_suffix(".json")?.to_string();
-                let entry = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
-                Some((key, entry))
+                let file = std::fs::File::open(e.path()).ok()?;
+                let modified = file.metadata().and_then(|m| m.modified()).ok();
+                let entry: IndexEntry =
+                    serde_json::from_reader(std::io::BufReader::new(file)).ok()?;
+                let created = UNIX_EPOCH + Duration::from_secs(entry.created);
+                let last_used = modified.map_or(created, |m| m.max(created));
+                Some(IndexRecord {
+                    key,
+                    entry,
+                    last_used,
+                })
             })
             .collect()
     }
@@ -159,7 +202,7 @@ mod tests {
         assert!(index
             .entries()
             .iter()
-            .any(|(k, e)| k == "other-boot" && !e.trusted()));
+            .any(|r| r.key == "other-boot" && !r.entry.trusted()));
         // Entries of older rbuilds have no `boot` field: durable.
         std::fs::write(
             dir.path().join("cache-v1/keys/old.json"),
@@ -167,5 +210,43 @@ mod tests {
         )
         .expect("write");
         assert!(index.get("old").is_some());
+    }
+
+    #[test]
+    fn a_touch_makes_an_entry_the_most_recently_used() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = CacheIndex::open(dir.path());
+        for key in ["first", "second"] {
+            let entry = IndexEntry {
+                snapshot: None,
+                created: 1,
+                boot: None,
+            };
+            index.put(key, &entry).expect("put");
+        }
+        let day_ago = SystemTime::now() - Duration::from_secs(86_400);
+        for key in ["first", "second"] {
+            std::fs::File::options()
+                .write(true)
+                .open(dir.path().join(format!("cache-v1/keys/{key}.json")))
+                .and_then(|f| f.set_modified(day_ago))
+                .expect("age the entry");
+        }
+        index.touch("first");
+        let records = index.entries();
+        let used = |key: &str| {
+            records
+                .iter()
+                .find(|r| r.key == key)
+                .map(|r| r.last_used)
+                .expect("listed")
+        };
+        assert!(used("first") > SystemTime::now() - Duration::from_secs(60));
+        assert!(used("second") < SystemTime::now() - Duration::from_secs(3600));
+        assert_eq!(
+            index.get("first").map(|e| e.created),
+            Some(1),
+            "content kept"
+        );
     }
 }

@@ -807,15 +807,19 @@ impl Worker for LocalWorker {
             Op::Image { .. } => None,
             _ => {
                 let entry = self.index.get(&key.digest)?;
-                match entry.snapshot {
-                    None => Some(Output::Rootfs(None)),
+                let output = match entry.snapshot {
+                    None => Output::Rootfs(None),
                     Some(id) => {
                         let id = SnapshotId::new(id).ok()?;
-                        self.snapshots
-                            .exists(&id)
-                            .then_some(Output::Rootfs(Some(id)))
+                        if !self.snapshots.exists(&id) {
+                            return None;
+                        }
+                        Output::Rootfs(Some(id))
                     }
-                }
+                };
+                // A hit is a use: prune removes the least recently used entries first.
+                self.index.touch(&key.digest);
+                Some(output)
             }
         }
     }
