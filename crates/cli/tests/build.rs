@@ -527,6 +527,54 @@ fn debug_graph_shows_the_needed_vertices() {
 }
 
 #[test]
+fn a_context_file_changed_after_its_step_was_keyed_is_never_stored_under_the_old_key() {
+    let p = Project::new();
+    p.dockerfile("FROM rbuild-test/busybox:1\nRUN echo waiting && sleep 1\nCOPY f /f\n");
+    p.write("f", "old\n");
+    // The COPY's key hashes `f` when the build starts; `f` is rewritten while the RUN before
+    // the COPY still sleeps.
+    let mut build = p
+        .rbuild()
+        .args(["build", "--progress", "plain", "--network", "none"])
+        .arg(&p.ctx)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = build.stderr.take().expect("stderr");
+    let mut progress = String::new();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        progress.push_str(&line);
+        progress.push('\n');
+        if line.contains("RUN echo waiting") {
+            break;
+        }
+    }
+    p.write("f", "new, written during the build\n");
+    for line in lines {
+        progress.push_str(&line.expect("line"));
+        progress.push('\n');
+    }
+    let status = build.wait().expect("wait");
+    assert!(
+        !status.success(),
+        "copied bytes its key did not hash:\n{progress}"
+    );
+    assert!(
+        progress.contains("cannot read `f`") && progress.contains("changed while the build"),
+        "{progress}"
+    );
+    // Nothing was stored under the old content's key: the old content builds the old file.
+    p.write("f", "old\n");
+    let (_, rootfs) = p.build_rootfs(&[]);
+    assert_eq!(read(&rootfs, "f"), "old\n");
+    p.write("f", "new\n");
+    let (_, rootfs) = p.build_rootfs(&[]);
+    assert_eq!(read(&rootfs, "f"), "new\n");
+}
+
+#[test]
 fn prune_waits_for_running_builds_and_keeps_images_usable() {
     let p = Project::new();
     p.dockerfile("FROM rbuild-test/busybox:1\nRUN echo built > /b\nCMD [\"cat\", \"/b\"]\n");

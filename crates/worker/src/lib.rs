@@ -16,6 +16,7 @@ pub mod gc;
 pub mod image;
 pub mod index;
 pub mod layers;
+mod source_file;
 pub mod statcache;
 
 use std::collections::BTreeMap;
@@ -435,20 +436,26 @@ impl LocalWorker {
         let extract = |entry: &copy::select::Entry,
                        make_dir: &dyn Fn() -> Result<std::os::fd::OwnedFd, WorkerError>|
          -> Result<bool, WorkerError> {
-            if op.unpack == Some(false) || archive_kind(&entry.host).is_none() {
+            let origin = source_file::Origin::of(is_context);
+            if op.unpack == Some(false) || archive_kind(entry, origin).is_none() {
                 return Ok(false);
             }
             let dir = make_dir()?;
             let target = fsutil::fd_path(&dir)?;
-            let file = std::fs::File::open(&entry.host).map_err(io_err("open the archive"))?;
+            let file = source_file::open(&entry.host, &entry.meta, origin).map_err(|e| {
+                WorkerError::new(format!("ADD: cannot read {}: {e}", entry.host.display()))
+            })?;
             let mut apply = rbuild_snapshotter::apply::ApplyOptions::new(
                 rbuild_snapshotter::apply::ApplyMode::Flatten,
             );
             apply.allow_devices = true;
-            rbuild_snapshotter::apply::apply_layer(std::io::BufReader::new(file), &target, &apply)
-                .map_err(|e| {
-                    WorkerError::new(format!("ADD: cannot unpack {}: {e}", entry.host.display()))
-                })?;
+            let mut reader = std::io::BufReader::new(file);
+            rbuild_snapshotter::apply::apply_layer(&mut reader, &target, &apply).map_err(|e| {
+                WorkerError::new(format!("ADD: cannot unpack {}: {e}", entry.host.display()))
+            })?;
+            source_file::check(reader.get_ref(), &entry.meta, origin).map_err(|e| {
+                WorkerError::new(format!("ADD: cannot read {}: {e}", entry.host.display()))
+            })?;
             Ok(true)
         };
         if !op.inline.is_empty() {
@@ -712,9 +719,9 @@ fn source_chain(error: &dyn std::error::Error) -> String {
 }
 
 /// Local archives ADD unpacks: tar, gzip and zstd (what the layer reader handles).
-fn archive_kind(path: &Path) -> Option<&'static str> {
+fn archive_kind(entry: &copy::select::Entry, origin: source_file::Origin) -> Option<&'static str> {
     let mut head = [0u8; 512];
-    let mut file = std::fs::File::open(path).ok()?;
+    let mut file = source_file::open(&entry.host, &entry.meta, origin).ok()?;
     let n = std::io::Read::read(&mut file, &mut head).ok()?;
     let head = &head[..n];
     if head.starts_with(&[0x1f, 0x8b]) {

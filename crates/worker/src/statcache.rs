@@ -19,6 +19,8 @@ use std::sync::Mutex;
 
 use sha2::{Digest as _, Sha256};
 
+use crate::source_file::Origin;
+
 /// (device, inode).
 type Key = (u64, u64);
 
@@ -37,9 +39,14 @@ const RECORD: usize = 72;
 /// Entries kept across builds before the cache is trimmed to what the last build saw.
 pub const MAX_ENTRIES: usize = 500_000;
 
-/// The sha256 of a file's bytes.
-fn hash_file_bytes(path: &Path) -> std::io::Result<[u8; 32]> {
-    let mut file = std::fs::File::open(path)?;
+/// The sha256 of the bytes of the file at `path` that `meta` describes (an error if it is
+/// another file now, or changed while it was read: its digest would be stored under `meta`).
+fn hash_file_bytes(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    origin: Origin,
+) -> std::io::Result<[u8; 32]> {
+    let mut file = crate::source_file::open(path, meta, origin)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 256 << 10];
     loop {
@@ -49,6 +56,7 @@ fn hash_file_bytes(path: &Path) -> std::io::Result<[u8; 32]> {
         }
         hasher.update(&buffer[..n]);
     }
+    crate::source_file::check(&file, meta, origin)?;
     Ok(hasher.finalize().into())
 }
 
@@ -143,7 +151,12 @@ impl StatCache {
 
     /// The sha256 of the file at `path` with `meta` (from the cache when its stat matches).
     /// Lookups from many threads share a read lock.
-    pub fn digest_bytes(&self, path: &Path, meta: &std::fs::Metadata) -> std::io::Result<[u8; 32]> {
+    pub fn digest_bytes(
+        &self,
+        path: &Path,
+        meta: &std::fs::Metadata,
+        origin: Origin,
+    ) -> std::io::Result<[u8; 32]> {
         self.load();
         let (key, mut entry) = Self::key(meta);
         let mut large = false;
@@ -160,7 +173,7 @@ impl StatCache {
             }
         }
         self.note_seen(key, large);
-        entry.digest = hash_file_bytes(path)?;
+        entry.digest = hash_file_bytes(path, meta, origin)?;
         if let (Ok(mut map), Ok(mut dirty)) = (self.entries.write(), self.dirty.lock()) {
             map.insert(key, entry);
             *dirty = true;
@@ -267,15 +280,37 @@ mod tests {
         std::fs::write(&file, "one").expect("write");
         let cache = StatCache::open(dir.path());
         let meta = std::fs::symlink_metadata(&file).expect("stat");
-        let first = cache.digest_bytes(&file, &meta).expect("digest");
-        assert_eq!(first, hash_file_bytes(&file).expect("hash"));
+        let first = cache
+            .digest_bytes(&file, &meta, Origin::Context)
+            .expect("digest");
+        assert_eq!(
+            first,
+            hash_file_bytes(&file, &meta, Origin::Context).expect("hash")
+        );
         cache.save().expect("save");
         let reopened = StatCache::open(dir.path());
-        assert_eq!(reopened.digest_bytes(&file, &meta).expect("cached"), first);
+        assert_eq!(
+            reopened
+                .digest_bytes(&file, &meta, Origin::Context)
+                .expect("cached"),
+            first
+        );
         std::fs::write(&file, "two").expect("write");
         let meta = std::fs::symlink_metadata(&file).expect("stat");
-        let second = reopened.digest_bytes(&file, &meta).expect("digest");
+        let second = reopened
+            .digest_bytes(&file, &meta, Origin::Context)
+            .expect("digest");
         assert_ne!(second, first);
-        assert_eq!(second, hash_file_bytes(&file).expect("hash"));
+        assert_eq!(
+            second,
+            hash_file_bytes(&file, &meta, Origin::Context).expect("hash")
+        );
+        // A digest is only ever stored for the file as it was stat'ed.
+        std::fs::write(&file, "three").expect("write");
+        let empty = tempfile::tempdir().expect("tempdir");
+        let err = StatCache::open(empty.path())
+            .digest_bytes(&file, &meta, Origin::Context)
+            .expect_err("changed since the stat");
+        assert!(err.to_string().contains("changed while the build"), "{err}");
     }
 }

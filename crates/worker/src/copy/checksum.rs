@@ -9,6 +9,7 @@ use rbuild_solver::WorkerError;
 use sha2::{Digest as _, Sha256};
 
 use super::select::{kind, owner_of, Selected};
+use crate::source_file::Origin;
 use crate::statcache::StatCache;
 
 /// `content <path>` parts for every entry of every selection.
@@ -89,9 +90,11 @@ fn checksum_share(
         }
         text.push('\0');
         if meta.is_file() {
-            let digest = cache.digest_bytes(&entry.host, meta).map_err(|e| {
-                WorkerError::new(format!("cannot read {}: {e}", entry.host.display()))
-            })?;
+            let digest = cache
+                .digest_bytes(&entry.host, meta, Origin::of(is_context))
+                .map_err(|e| {
+                    WorkerError::new(format!("cannot read {}: {e}", entry.host.display()))
+                })?;
             push_hex(&mut text, &digest);
         }
         let hash = Sha256::digest(text.as_bytes());

@@ -193,7 +193,13 @@ impl<'a> Reuse<'a> {
 
     /// The context file's digest (a stat cache hit: the key already hashed it).
     fn context_digest(&self, entry: &Entry) -> Option<[u8; 32]> {
-        self.context?.digest_bytes(&entry.host, &entry.meta).ok()
+        self.context?
+            .digest_bytes(
+                &entry.host,
+                &entry.meta,
+                crate::source_file::Origin::Context,
+            )
+            .ok()
     }
 
     /// The open file a copy of `entry` to `dest_path` may be linked to.
@@ -274,26 +280,13 @@ impl<'a> Reuse<'a> {
         true
     }
 
-    /// After `entry` was copied to `dest_path` from the open `source`: records its digest for
-    /// the next build, if it is a context file that did not change while it was copied.
-    pub fn copied(&self, dest_path: &str, entry: &Entry, source: &std::fs::File) {
+    /// After `entry` was copied to `dest_path` (unchanged while it was read: see
+    /// `source_file`): records its digest for the next build, if it is a context file.
+    pub fn copied(&self, dest_path: &str, entry: &Entry) {
         if self.context.is_none() {
             return;
         }
-        let Ok(now) = source.metadata() else {
-            self.note(dest_path, None);
-            return;
-        };
-        let meta = &entry.meta;
-        let unchanged = (now.dev(), now.ino(), now.size()) == (meta.dev(), meta.ino(), meta.size())
-            && (now.mtime(), now.mtime_nsec()) == (meta.mtime(), meta.mtime_nsec())
-            && (now.ctime(), now.ctime_nsec()) == (meta.ctime(), meta.ctime_nsec());
-        let digest = if unchanged {
-            self.context_digest(entry)
-        } else {
-            None
-        };
-        self.note(dest_path, digest);
+        self.note(dest_path, self.context_digest(entry));
     }
 
     /// After anything other than a regular file was written at `dest_path`.

@@ -332,9 +332,13 @@ fn copy_entry(
             Mode::from_raw_mode(mode & 0o777),
         )
         .map_err(|e| fail("create", name, e))?;
-        let mut source = std::fs::File::open(&entry.host).map_err(|e| fail("read", name, e))?;
+        let origin = crate::source_file::Origin::of(options.is_context);
+        let mut source = crate::source_file::open(&entry.host, meta, origin)
+            .map_err(|e| fail("read", name, e))?;
         let mut out = std::fs::File::from(out);
         std::io::copy(&mut source, &mut out).map_err(|e| fail("write", name, e))?;
+        // What was copied is what the step's key hashed.
+        crate::source_file::check(&source, meta, origin).map_err(|e| fail("read", name, e))?;
         let fd = OwnedFd::from(out);
         if needs_chown {
             rustix::fs::fchown(
@@ -351,7 +355,7 @@ fn copy_entry(
         }
         let _ = rustix::fs::futimens(&fd, &timestamps(meta));
         if let (Some(reuse), Some(path)) = (target.reuse, &dest_path) {
-            reuse.copied(path, entry, &source);
+            reuse.copied(path, entry);
         }
         return Ok(());
     }
