@@ -533,6 +533,26 @@ fn a_context_file_changed_after_its_step_was_keyed_is_never_stored_under_the_old
     p.write("f", "old\n");
     // The COPY's key hashes `f` when the build starts; `f` is rewritten while the RUN before
     // the COPY still sleeps.
+    let (ok, progress) = build_while(&p, "RUN echo waiting", || {
+        p.write("f", "new, written during the build\n")
+    });
+    assert!(!ok, "copied bytes its key did not hash:\n{progress}");
+    assert!(
+        progress.contains("cannot read `f`") && progress.contains("changed while the build"),
+        "{progress}"
+    );
+    // Nothing was stored under the old content's key: the old content builds the old file.
+    p.write("f", "old\n");
+    let (_, rootfs) = p.build_rootfs(&[]);
+    assert_eq!(read(&rootfs, "f"), "old\n");
+    p.write("f", "new\n");
+    let (_, rootfs) = p.build_rootfs(&[]);
+    assert_eq!(read(&rootfs, "f"), "new\n");
+}
+
+/// Starts a build of `p`, waits for a progress line containing `marker`, calls `meanwhile`,
+/// and returns whether the build succeeded and its whole progress.
+fn build_while(p: &Project, marker: &str, meanwhile: impl FnOnce()) -> (bool, String) {
     let mut build = p
         .rbuild()
         .args(["build", "--progress", "plain", "--network", "none"])
@@ -547,31 +567,35 @@ fn a_context_file_changed_after_its_step_was_keyed_is_never_stored_under_the_old
         let line = line.expect("line");
         progress.push_str(&line);
         progress.push('\n');
-        if line.contains("RUN echo waiting") {
+        if line.contains(marker) {
             break;
         }
     }
-    p.write("f", "new, written during the build\n");
+    meanwhile();
     for line in lines {
         progress.push_str(&line.expect("line"));
         progress.push('\n');
     }
-    let status = build.wait().expect("wait");
-    assert!(
-        !status.success(),
-        "copied bytes its key did not hash:\n{progress}"
+    (build.wait().expect("wait").success(), progress)
+}
+
+#[test]
+fn a_context_file_changed_while_a_step_bind_mounts_it_fails_the_step() {
+    let p = Project::new();
+    p.dockerfile(
+        "FROM rbuild-test/busybox:1\n\
+         RUN --mount=type=bind,target=/ctx echo started && sleep 1 && cat /ctx/f > /out\n",
     );
+    p.write("f", "old\n");
+    let (ok, progress) = build_while(&p, "started", || p.write("f", "new\n"));
+    assert!(!ok, "stored a result its key did not describe:\n{progress}");
     assert!(
-        progress.contains("cannot read `f`") && progress.contains("changed while the build"),
+        progress.contains("the build context's `f`") && progress.contains("changed while"),
         "{progress}"
     );
-    // Nothing was stored under the old content's key: the old content builds the old file.
     p.write("f", "old\n");
     let (_, rootfs) = p.build_rootfs(&[]);
-    assert_eq!(read(&rootfs, "f"), "old\n");
-    p.write("f", "new\n");
-    let (_, rootfs) = p.build_rootfs(&[]);
-    assert_eq!(read(&rootfs, "f"), "new\n");
+    assert_eq!(read(&rootfs, "out"), "old\n");
 }
 
 #[test]

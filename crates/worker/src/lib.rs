@@ -92,6 +92,9 @@ pub struct LocalWorker {
     resolved: Mutex<BTreeMap<String, image::ResolvedImage>>,
     /// Context selections made for a COPY's key, reused when the COPY runs (by vertex digest).
     selections: Mutex<BTreeMap<String, std::sync::Arc<Vec<copy::select::Selected>>>>,
+    /// Context selections made for a RUN's bind-mount key parts, checked again once the step
+    /// has run (by vertex digest; see `context_mount::first_changed`).
+    mount_selections: Mutex<BTreeMap<String, Vec<copy::select::Selected>>>,
     /// Layers to write in the background as soon as their snapshot is committed.
     eager_layers: Option<EagerLayers>,
     /// `--no-cache`: nothing of earlier builds is reused, not even files to link.
@@ -136,6 +139,7 @@ impl LocalWorker {
             cancel: Cancel::new().map_err(|x| e(&x))?,
             resolved: Mutex::new(BTreeMap::new()),
             selections: Mutex::new(BTreeMap::new()),
+            mount_selections: Mutex::new(BTreeMap::new()),
             eager_layers: None,
             no_cache: false,
             no_cache_stages: std::collections::BTreeSet::new(),
@@ -382,6 +386,19 @@ impl LocalWorker {
         if !outcome.success() {
             return Err(WorkerError::new(outcome.failure_message(&exec.args)));
         }
+        // The step saw the context live: it must still be what the key hashed.
+        let mounted = self
+            .mount_selections
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(&vertex.digest));
+        if let Some(path) = mounted.as_deref().and_then(context_mount::first_changed) {
+            return Err(WorkerError::new(format!(
+                "the build context's `{path}`, bind-mounted into this step, changed while the \
+                 step ran (its cache key hashed it before): build again, and exclude files that \
+                 change during builds in .dockerignore"
+            )));
+        }
         self.commit(view, key, &inputs[0], vertex)
     }
 
@@ -588,10 +605,12 @@ impl LocalWorker {
     /// context's own key is only its name, and the files can change between builds).
     fn mount_content(
         &self,
+        vertex: &Vertex,
         exec: &rbuild_graph::Exec,
         inputs: &[Option<Output>],
     ) -> Result<BTreeMap<String, String>, WorkerError> {
         let mut parts = BTreeMap::new();
+        let mut hashed = Vec::new();
         for (i, mount) in exec.mounts.iter().enumerate() {
             if mount.kind != "bind" {
                 continue;
@@ -613,6 +632,12 @@ impl LocalWorker {
             for (path, digest) in copy::checksum::content_parts(&selected, true, &self.stat_cache)?
             {
                 parts.insert(format!("mount{i}:{path}"), digest);
+            }
+            hashed.extend(selected);
+        }
+        if !hashed.is_empty() {
+            if let Ok(mut memo) = self.mount_selections.lock() {
+                memo.insert(vertex.digest.clone(), hashed);
             }
         }
         Ok(parts)
@@ -798,7 +823,7 @@ impl Worker for LocalWorker {
                 }
                 Ok(parts)
             }
-            Op::Exec(exec) => self.mount_content(exec, inputs),
+            Op::Exec(exec) => self.mount_content(vertex, exec, inputs),
             _ => Ok(BTreeMap::new()),
         }
     }
@@ -826,6 +851,9 @@ impl Worker for LocalWorker {
                 };
                 // A hit is a use: prune removes the least recently used entries first.
                 self.index.touch(&key.digest);
+                if let Ok(mut memo) = self.mount_selections.lock() {
+                    memo.remove(&vertex.digest);
+                }
                 Some(output)
             }
         }
