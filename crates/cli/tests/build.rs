@@ -599,6 +599,54 @@ fn a_context_file_changed_while_a_step_bind_mounts_it_fails_the_step() {
 }
 
 #[test]
+fn copy_exclude_patterns_match_paths_below_each_source_as_in_buildkit() {
+    let p = Project::new();
+    for file in [
+        "app/storage/views/v.html",
+        "app/storage/cache/c",
+        "app/main.txt",
+        "dir1/a.1",
+        "dir1/a.2",
+        "dir1/dir2/a.1",
+        "home.txt",
+        "homer.sh",
+    ] {
+        p.write(file, file);
+    }
+    p.dockerfile(
+        "FROM rbuild-test/busybox:1\n\
+         COPY --exclude=storage/views app/ /app/\n\
+         COPY --exclude=*.1 dir1 /d1/\n\
+         COPY --exclude=**/*.1 dir1 /d2/\n\
+         COPY --exclude=*.txt hom* /h/\n\
+         COPY --exclude=app/main.txt . /all/\n",
+    );
+    let (progress, rootfs) = p.build_rootfs(&[]);
+    let present = |rel: &str| rootfs.join(rel).exists();
+    for (rel, wanted) in [
+        // Relative to the source `app/`, not to the context.
+        ("app/storage/cache/c", true),
+        ("app/storage/views", false),
+        ("app/main.txt", true),
+        // `*.1` is one level deep, as in .dockerignore; `**/*.1` any.
+        ("d1/a.1", false),
+        ("d1/a.2", true),
+        ("d1/dir2/a.1", true),
+        ("d2/a.1", false),
+        ("d2/dir2/a.1", false),
+        ("d2/dir2", true),
+        // A file source by its name.
+        ("h/home.txt", false),
+        ("h/homer.sh", true),
+        // The context as the source: context paths.
+        ("all/app/main.txt", false),
+        ("all/app/storage/views/v.html", true),
+    ] {
+        assert_eq!(present(rel), wanted, "{rel}\n{progress}");
+    }
+}
+
+#[test]
 fn prune_waits_for_running_builds_and_keeps_images_usable() {
     let p = Project::new();
     p.dockerfile("FROM rbuild-test/busybox:1\nRUN echo built > /b\nCMD [\"cat\", \"/b\"]\n");

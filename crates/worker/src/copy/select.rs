@@ -2,6 +2,11 @@
 //! is `x`, as in BuildKit), wildcards matched with Go's `filepath.Match` per component, the
 //! top-level path followed through symlinks *inside* the source root, `.dockerignore` applied
 //! to the context, then every selected directory walked (symlinks not followed), sorted.
+//!
+//! `.dockerignore` patterns match a path in the context; `COPY --exclude` patterns, as in
+//! BuildKit, match a path below the source being copied (`COPY --exclude=storage/views app/ .`
+//! leaves out `app/storage/views`), and a source that is a file by its name
+//! (`COPY --exclude=*.txt hom* /d/` copies no `home.txt`).
 
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
@@ -20,7 +25,7 @@ pub struct SourceRoot<'a> {
     pub root: &'a Path,
     /// `.dockerignore` of the context (paths relative to the context root).
     pub ignore: Option<&'a IgnoreRules>,
-    /// `COPY --exclude` patterns.
+    /// `COPY --exclude` patterns (paths relative to each source).
     pub excludes: Option<IgnoreRules>,
     /// The build context: owners are not part of the content (they become 0:0).
     pub is_context: bool,
@@ -68,22 +73,36 @@ pub fn clean(source: &str) -> String {
 }
 
 impl SourceRoot<'_> {
-    fn ignored(&self, rel: &str) -> bool {
-        if rel.is_empty() {
-            return false;
-        }
-        self.ignore.is_some_and(|rules| rules.is_excluded(rel))
-            || self
-                .excludes
-                .as_ref()
-                .is_some_and(|rules| rules.is_excluded(rel))
+    /// Whether `.dockerignore` leaves out the context path `context_rel`.
+    fn ignored(&self, context_rel: &str) -> bool {
+        !context_rel.is_empty()
+            && self
+                .ignore
+                .is_some_and(|rules| rules.is_excluded(context_rel))
     }
 
-    /// Whether a rule could admit something below the excluded directory `rel`: no rule set
-    /// that excludes it excludes everything below it too.
-    fn may_admit_below(&self, rel: &str) -> bool {
-        let skippable = |rules: &IgnoreRules| rules.is_excluded(rel) && rules.can_skip_dir(rel);
-        !self.ignore.is_some_and(skippable) && !self.excludes.as_ref().is_some_and(skippable)
+    /// Whether an entry is left out: by `.dockerignore` (its path in the context) or by
+    /// `COPY --exclude` (its path below the source, `source_rel`).
+    fn hidden(&self, context_rel: &str, source_rel: &str) -> bool {
+        self.ignored(context_rel)
+            || (!source_rel.is_empty()
+                && self
+                    .excludes
+                    .as_ref()
+                    .is_some_and(|rules| rules.is_excluded(source_rel)))
+    }
+
+    /// Whether a rule could admit something below the hidden directory: no rule set that
+    /// hides it hides everything below it too.
+    fn may_admit_below(&self, context_rel: &str, source_rel: &str) -> bool {
+        let skippable = |rules: &IgnoreRules, rel: &str| {
+            !rel.is_empty() && rules.is_excluded(rel) && rules.can_skip_dir(rel)
+        };
+        !self.ignore.is_some_and(|r| skippable(r, context_rel))
+            && !self
+                .excludes
+                .as_ref()
+                .is_some_and(|r| skippable(r, source_rel))
     }
 
     /// Selects every source of a COPY.
@@ -100,8 +119,8 @@ impl SourceRoot<'_> {
                             out.push(selected);
                             any = true;
                         }
-                        // An excluded directory holding nothing admitted is not a match.
-                        Err(_) if self.ignored(&m) => {}
+                        // A match left out (a directory: holding nothing admitted) is none.
+                        Err(_) if self.ignored(&m) || self.excluded_file(&m) => {}
                         Err(e) => return Err(e),
                     }
                 }
@@ -142,6 +161,12 @@ impl SourceRoot<'_> {
         WorkerError::new(message)
     }
 
+    /// Whether `COPY --exclude` leaves out the source `rel` when it is a file: by its name.
+    fn excluded_file(&self, rel: &str) -> bool {
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        self.hidden("", name)
+    }
+
     fn selected(
         &self,
         root_fd: &std::os::fd::OwnedFd,
@@ -161,10 +186,15 @@ impl SourceRoot<'_> {
             .unwrap_or_default();
         let meta = std::fs::symlink_metadata(&host).map_err(|_| self.not_found(source, rel))?;
         // An excluded directory is there only as the parent of what an exception (`!...`)
-        // admits below it, as in the context BuildKit receives.
-        let excluded = self.ignored(rel) || self.ignored(&resolved_rel);
+        // admits below it, as in the context BuildKit receives. A file source may also be
+        // excluded by name; a directory source is the root `--exclude` patterns start from.
+        let excluded = self.ignored(rel)
+            || self.ignored(&resolved_rel)
+            || (!meta.is_dir() && self.excluded_file(rel));
         if excluded
-            && !(meta.is_dir() && self.may_admit_below(rel) && self.may_admit_below(&resolved_rel))
+            && !(meta.is_dir()
+                && self.may_admit_below(rel, "")
+                && self.may_admit_below(&resolved_rel, ""))
         {
             return Err(self.not_found(source, rel));
         }
@@ -218,7 +248,7 @@ impl SourceRoot<'_> {
                     .meta
                     .is_dir()
                     .then(|| (entry.host.clone(), entry.rel.clone()));
-                let kept_as_parent = descend.is_some() && self.ignored(&child_context);
+                let kept_as_parent = descend.is_some() && self.hidden(&child_context, &entry.rel);
                 let mark = out.len();
                 out.push(entry);
                 if let Some((host, child_rel)) = descend {
@@ -235,7 +265,7 @@ impl SourceRoot<'_> {
         let mut trees = trees.into_iter();
         for (entry, child_context) in children {
             let is_dir = entry.meta.is_dir();
-            let kept_as_parent = is_dir && self.ignored(&child_context);
+            let kept_as_parent = is_dir && self.hidden(&child_context, &entry.rel);
             out.push(entry);
             if is_dir {
                 let tree = trees
@@ -312,14 +342,15 @@ impl SourceRoot<'_> {
         for (name, dir_entry) in children {
             let name = name.to_string_lossy().into_owned();
             let child_context = join(context_rel, &name);
+            let child_rel = join(rel, &name);
             let host = dir.join(&name);
             let meta = dir_entry
                 .metadata()
                 .map_err(|e| WorkerError::new(format!("cannot stat {}: {e}", host.display())))?;
             // An excluded directory is walked only when a rule could admit something below it
             // (and dropped by `walk` if nothing is).
-            if self.ignored(&child_context)
-                && (!meta.is_dir() || !self.may_admit_below(&child_context))
+            if self.hidden(&child_context, &child_rel)
+                && (!meta.is_dir() || !self.may_admit_below(&child_context, &child_rel))
             {
                 continue;
             }
@@ -330,7 +361,7 @@ impl SourceRoot<'_> {
             };
             out.push((
                 Entry {
-                    rel: join(rel, &name),
+                    rel: child_rel,
                     host,
                     meta,
                     link_target,
@@ -385,7 +416,7 @@ impl SourceRoot<'_> {
             .into_iter()
             .filter(|m| {
                 !self.ignored(m)
-                    || (self.may_admit_below(m)
+                    || (self.may_admit_below(m, "")
                         && open_in_root(&root_fd, m, OFlags::PATH | OFlags::DIRECTORY).is_ok())
             })
             .collect())
