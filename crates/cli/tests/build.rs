@@ -1096,6 +1096,61 @@ fn snapshot_copies(root: &Path, rel: &str) -> Vec<(u64, u64, i64)> {
     out
 }
 
+/// The SIZE column of `rbuild du`'s line `what`, in bytes.
+fn du_bytes(p: &Project, what: &str) -> f64 {
+    let out = p.rbuild().arg("du").output().expect("du");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(what))
+        .unwrap_or_else(|| panic!("no `{what}` in:\n{text}"));
+    let size = line.split_whitespace().last().expect("size");
+    let digits = size.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = match &size[digits.len()..] {
+        "B" => 1.0,
+        "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        other => panic!("unit `{other}` in {line}"),
+    };
+    digits.parse::<f64>().expect("number") * unit
+}
+
+#[test]
+fn du_and_prune_count_a_file_linked_into_two_snapshots_once() {
+    let p = Project::new();
+    p.dockerfile(
+        "FROM rbuild-test/busybox:1 AS s\nRUN head -c 16777216 /dev/urandom > /big\n\
+         FROM rbuild-test/busybox:1\nCOPY --from=s /big /big\n",
+    );
+    p.build_ok(&[]);
+    let copies = snapshot_copies(&p.root, "big");
+    assert!(
+        copies.len() == 2 && copies[0].0 == copies[1].0,
+        "the COPY did not link the stage's file: {copies:?}"
+    );
+    // 16 MiB once, with the base image's few MB; twice would be over 33 MB.
+    let snapshots = du_bytes(&p, "snapshots");
+    assert!(
+        (16.7e6..26e6).contains(&snapshots),
+        "snapshots take {snapshots} bytes"
+    );
+    // Room for the base and one copy of the file keeps both entries: the file is paid once.
+    let out = p
+        .rbuild()
+        .args(["prune", "--keep-storage", "24m"])
+        .output()
+        .expect("prune");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let progress = p.build_ok(&[]);
+    assert_eq!(step_status(&progress, "COPY --from=s /big /big"), "CACHED");
+    assert_eq!(step_status(&progress, "RUN head -c"), "CACHED");
+}
+
 /// The image digest of a `-t` build.
 fn built_digest(p: &Project, root: &Path, extra: &[&str]) -> String {
     let mut args = vec!["-t", "linked"];

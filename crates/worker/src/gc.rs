@@ -15,7 +15,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -25,6 +24,7 @@ use rbuild_snapshotter::images::ImageStore;
 use rbuild_snapshotter::snapshots::{SnapshotId, Snapshotter};
 use rustix::fs::FlockOperation;
 
+use crate::disk_usage::{disk_usage, freed_by_removing, InodeLedger};
 use crate::index::CacheIndex;
 
 /// A held GC lock (shared for builds, exclusive for prune); released on drop.
@@ -65,26 +65,6 @@ pub fn prune_lock(state_root: &Path, wait: bool) -> std::io::Result<Option<Build
     }
 }
 
-/// Bytes a directory tree takes on disk (allocated blocks), not crossing into other devices.
-pub fn disk_usage(path: &Path) -> u64 {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return 0;
-    };
-    let mut total = meta.blocks() * 512;
-    if meta.is_dir() {
-        if let Ok(entries) = std::fs::read_dir(path) {
-            for entry in entries.flatten() {
-                if entry.metadata().is_ok_and(|m| m.dev() == meta.dev())
-                    || entry.file_type().is_ok_and(|t| t.is_symlink())
-                {
-                    total += disk_usage(&entry.path());
-                }
-            }
-        }
-    }
-    total
-}
-
 /// What `rbuild du` shows.
 #[derive(Debug, Default)]
 pub struct Usage {
@@ -103,12 +83,14 @@ pub fn usage(state_root: &Path) -> Result<Usage, String> {
     let images = ImageStore::open(state_root).map_err(|e| e.to_string())?;
     let ids = snapshots.list().map_err(|e| e.to_string())?;
     let blobs = content.list().map_err(|e| e.to_string())?;
+    // Snapshots share the files a COPY hard-linked: each counted once.
+    let mut ledger = InodeLedger::default();
     Ok(Usage {
         cache_entries: CacheIndex::open(state_root).entries().len(),
         snapshots: ids.len(),
         snapshot_bytes: ids
             .iter()
-            .map(|id| disk_usage(&snapshots.layer_dir(id)))
+            .map(|id| ledger.add_tree(&snapshots.layer_dir(id)))
             .sum(),
         blobs: blobs.len(),
         blob_bytes: blobs.iter().map(|b| b.size).sum(),
@@ -195,9 +177,11 @@ pub fn prune(
         }
     }
     if let Some(limit) = options.keep_storage {
-        // Once the budget is spent, the less recently used entries go.
+        // Once the budget is spent, the less recently used entries go. A file linked from
+        // several snapshots is paid for once.
         let mut used = 0u64;
         let mut budgeted = HashSet::new();
+        let mut ledger = InodeLedger::default();
         let mut still = Vec::new();
         for record in kept {
             let mut chain = HashSet::new();
@@ -209,14 +193,18 @@ pub fn prune(
             {
                 snapshot_chain(&snapshots, id, &mut chain);
             }
-            let extra: u64 = chain
+            let additions: Vec<_> = chain
                 .iter()
                 .filter(|id| !budgeted.contains(*id))
                 .filter_map(|id| SnapshotId::new(id.clone()).ok())
-                .map(|id| disk_usage(&snapshots.layer_dir(&id)))
-                .sum();
+                .map(|id| ledger.would_add(&snapshots.layer_dir(&id)))
+                .collect();
+            let extra: u64 = additions.iter().map(|a| a.bytes).sum();
             if used + extra <= limit {
                 used += extra;
+                for addition in additions {
+                    ledger.add(addition);
+                }
                 budgeted.extend(chain);
                 still.push(record);
             } else {
@@ -286,7 +274,7 @@ pub fn prune(
             }
             continue;
         }
-        report.bytes += disk_usage(&snapshots.layer_dir(&id));
+        report.bytes += freed_by_removing(&snapshots.layer_dir(&id));
         if snapshots.remove(&id).map_err(|e| e.to_string())? {
             report.snapshots += 1;
         }
@@ -360,7 +348,7 @@ fn remove_cache_mounts(dir: &Path) -> u64 {
         };
         let fd = OwnedFd::from(file);
         if rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
-            freed += disk_usage(&path);
+            freed += freed_by_removing(&path);
             let _ = std::fs::remove_dir_all(&path);
         }
     }

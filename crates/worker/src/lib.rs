@@ -9,6 +9,7 @@
 
 pub mod context_mount;
 pub mod copy;
+pub mod disk_usage;
 mod durable;
 pub mod exec;
 pub mod fsutil;
