@@ -6,7 +6,6 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use rbuild_frontend::stages::Platform as FrontendPlatform;
 use rbuild_oci::import::parse_manifest;
 use rbuild_oci::BlobRef;
 use rbuild_registry::pull::{PullEvent, PulledImage};
@@ -64,10 +63,6 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("Failed to start the I/O runtime")
 }
 
-fn platform_of(p: &FrontendPlatform) -> Platform {
-    Platform::new(&p.os, &p.architecture, p.variant.as_deref())
-}
-
 /// Pulls `reference` into the store and names it; prints one line per event to stderr.
 async fn pull_one(
     client: &Client,
@@ -119,7 +114,7 @@ fn is_for_platform(content: &ContentStore, record: &ImageRecord, platform: &Plat
     if doc["architecture"].as_str().is_none_or(str::is_empty) {
         return true;
     }
-    platform.matches(&doc)
+    rbuild_registry::platform::matches(platform, &doc)
 }
 
 /// Makes every image of `references` available in the local store as `policy` says.
@@ -127,13 +122,12 @@ pub fn ensure_images(
     root: &Path,
     references: &BTreeSet<String>,
     policy: PullPolicy,
-    platform: &FrontendPlatform,
+    platform: &Platform,
     insecure: &[String],
     quiet: bool,
 ) -> Result<()> {
     let content = ContentStore::open(root).map_err(|e| anyhow!("{e}"))?;
     let images = ImageStore::open(root).map_err(|e| anyhow!("{e}"))?;
-    let wanted_platform = platform_of(platform);
     let mut wanted = Vec::new();
     for text in references {
         if text == "scratch" {
@@ -147,9 +141,9 @@ pub fn ensure_images(
         // An image of another platform (pulled with `rbuild pull --platform`) does not count,
         // unless nothing may be pulled.
         let record = rbuild_worker::image::lookup(&images, text).ok();
-        let have = record.as_ref().is_some_and(|r| {
-            policy == PullPolicy::Never || is_for_platform(&content, r, &wanted_platform)
-        });
+        let have = record
+            .as_ref()
+            .is_some_and(|r| policy == PullPolicy::Never || is_for_platform(&content, r, platform));
         match policy {
             PullPolicy::Never if !have => bail!(
                 "The image `{text}` is not in the local store and `--pull=false` forbids pulling it"
@@ -168,7 +162,7 @@ pub fn ensure_images(
     runtime()?.block_on(async {
         let pulls = wanted
             .iter()
-            .map(|r| pull_one(&client, &content, &images, r, &wanted_platform, quiet));
+            .map(|r| pull_one(&client, &content, &images, r, platform, quiet));
         futures_util::future::try_join_all(pulls).await.map(|_| ())
     })
 }
@@ -183,21 +177,16 @@ pub fn pull_command(
     let reference =
         Reference::parse(name).with_context(|| format!("Invalid image name `{name}`"))?;
     let platform = match platform {
-        Some(p) => FrontendPlatform::parse(p)
+        Some(p) => Platform::parse(p)
             .map_err(|e| anyhow!(e))
             .context("Invalid `--platform`")?,
-        None => FrontendPlatform::host(),
+        None => Platform::host(),
     };
     let content = ContentStore::open(root).map_err(|e| anyhow!("{e}"))?;
     let images = ImageStore::open(root).map_err(|e| anyhow!("{e}"))?;
     let client = client(insecure)?;
     let pulled = runtime()?.block_on(pull_one(
-        &client,
-        &content,
-        &images,
-        &reference,
-        &platform_of(&platform),
-        false,
+        &client, &content, &images, &reference, &platform, false,
     ))?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "Digest: {}", pulled.resolved)?;
@@ -443,7 +432,7 @@ pub fn import_oci_layout(root: &Path, value: &str) -> Result<String> {
     let dir = std::fs::canonicalize(path)
         .with_context(|| format!("oci-layout://{value}: `{path}` does not exist"))?;
     let content = ContentStore::open(root).map_err(|e| anyhow!("{e}"))?;
-    let host = FrontendPlatform::host();
+    let host = Platform::host();
     let imported = rbuild_oci::import::import_layout_dir(
         &dir,
         &content,

@@ -11,6 +11,10 @@
 //! - the cache key (solver): "same result across builds", which also covers the *content* an op
 //!   reads (the files a COPY selects, the manifest an image name resolves to).
 
+mod platform;
+
+pub use platform::Platform;
+
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};

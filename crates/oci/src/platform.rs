@@ -3,45 +3,19 @@
 
 use serde_json::Value;
 
-/// `os/architecture[/variant]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
-    pub variant: Option<String>,
-}
+pub use rbuild_graph::Platform;
 
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
+/// Whether an index entry's `platform` object names `wanted`. A missing variant on either side
+/// matches (arm64 images rarely say `v8`); a given one must be equal.
+pub fn matches(wanted: &Platform, platform: &Value) -> bool {
+    let os = platform["os"].as_str().unwrap_or_default();
+    let arch = platform["architecture"].as_str().unwrap_or_default();
+    if os != wanted.os || arch != wanted.architecture {
+        return false;
     }
-}
-
-impl Platform {
-    pub fn new(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
-        Platform {
-            os: os.to_string(),
-            architecture: architecture.to_string(),
-            variant: variant.map(str::to_string),
-        }
-    }
-
-    /// Whether an index entry's `platform` object is this platform. A missing variant on
-    /// either side matches (arm64 images rarely say `v8`); a given one must be equal.
-    pub fn matches(&self, platform: &Value) -> bool {
-        let os = platform["os"].as_str().unwrap_or_default();
-        let arch = platform["architecture"].as_str().unwrap_or_default();
-        if os != self.os || arch != self.architecture {
-            return false;
-        }
-        match (self.variant.as_deref(), platform["variant"].as_str()) {
-            (Some(want), Some(have)) => want == have,
-            _ => true,
-        }
+    match (wanted.variant.as_deref(), platform["variant"].as_str()) {
+        (Some(want), Some(have)) => want == have,
+        _ => true,
     }
 }
 
@@ -53,10 +27,11 @@ pub fn select<'a>(index: &'a Value, platform: &Platform) -> Result<&'a Value, St
         .map(Vec::as_slice)
         .unwrap_or(&[]);
     let exact = entries.iter().find(|e| {
-        platform.matches(&e["platform"])
+        matches(platform, &e["platform"])
             && e["platform"]["variant"].as_str() == platform.variant.as_deref()
     });
-    if let Some(found) = exact.or_else(|| entries.iter().find(|e| platform.matches(&e["platform"])))
+    if let Some(found) =
+        exact.or_else(|| entries.iter().find(|e| matches(platform, &e["platform"])))
     {
         return Ok(found);
     }

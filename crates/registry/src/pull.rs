@@ -198,7 +198,7 @@ fn check_platform(
     if has("os").is_none() && has("architecture").is_none() {
         return Ok(());
     }
-    if wanted.matches(&doc) {
+    if platform::matches(wanted, &doc) {
         return Ok(());
     }
     let mut available = format!(

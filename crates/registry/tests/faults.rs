@@ -242,8 +242,7 @@ fn client() -> Client {
 }
 
 fn host_platform() -> Platform {
-    let host = rbuild_frontend::stages::Platform::host();
-    Platform::new(&host.os, &host.architecture, host.variant.as_deref())
+    Platform::host()
 }
 
 async fn pull_from(

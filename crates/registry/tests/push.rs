@@ -12,8 +12,7 @@ use rbuild_snapshotter::content::ContentStore;
 use rbuild_test::{Registry, RegistryAuth};
 
 fn host_platform() -> Platform {
-    let host = rbuild_frontend::stages::Platform::host();
-    Platform::new(&host.os, &host.architecture, host.variant.as_deref())
+    Platform::host()
 }
 
 fn blob(content: &ContentStore, bytes: &[u8], media_type: &str) -> BlobRef {

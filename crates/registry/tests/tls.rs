@@ -10,8 +10,7 @@ use rbuild_snapshotter::content::ContentStore;
 use rbuild_test::{require_tool, Registry, RegistryAuth};
 
 fn host_platform() -> Platform {
-    let host = rbuild_frontend::stages::Platform::host();
-    Platform::new(&host.os, &host.architecture, host.variant.as_deref())
+    Platform::host()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -162,11 +162,9 @@ pub fn resolve(ast: &Ast, options: &BuildOptions) -> Result<BuildPlan, Diagnosti
 
     let (meta, groups) = split_stages(&parsed)?;
     let mut meta_env = EnvList::from_pairs(
-        options
-            .target_platform
-            .args("TARGET")
+        platform::args(&options.target_platform, "TARGET")
             .into_iter()
-            .chain(options.build_platform.args("BUILD")),
+            .chain(platform::args(&options.build_platform, "BUILD")),
     );
     let mut meta_args = Vec::new();
     for p in meta {
