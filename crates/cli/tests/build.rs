@@ -653,35 +653,19 @@ fn prune_waits_for_running_builds_and_keeps_images_usable() {
     p.build_ok(&["-t", "test/pruned:1"]);
     // A build in progress holds the GC lock: prune waits for it.
     p.dockerfile("FROM rbuild-test/busybox:1\nRUN echo slow && sleep 1.5 && echo done > /slow\n");
-    let mut slow = p
-        .rbuild()
-        .args(["build", "--progress", "plain", "--network", "none"])
-        .arg(&p.ctx)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stderr = slow.stderr.take().expect("stderr");
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
-    for line in lines.by_ref() {
-        if line.expect("line").contains(" slow") {
-            break;
-        }
-    }
-    let prune = p.rbuild().args(["prune", "--all"]).output().expect("prune");
-    assert!(
-        prune.status.success(),
-        "{}",
-        String::from_utf8_lossy(&prune.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&prune.stderr).contains("waiting for the builds"),
-        "prune did not wait"
-    );
-    for _ in lines.by_ref() {}
-    assert!(
-        slow.wait().expect("wait").success(),
-        "the build running during prune failed"
-    );
+    let (ok, progress) = build_while(&p, " slow", || {
+        let prune = p.rbuild().args(["prune", "--all"]).output().expect("prune");
+        assert!(
+            prune.status.success(),
+            "{}",
+            String::from_utf8_lossy(&prune.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&prune.stderr).contains("waiting for the builds"),
+            "prune did not wait"
+        );
+    });
+    assert!(ok, "the build running during prune failed:\n{progress}");
     let du = p.rbuild().arg("du").output().expect("du");
     let du = String::from_utf8_lossy(&du.stdout);
     assert!(
