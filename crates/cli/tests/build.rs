@@ -961,6 +961,45 @@ fn prune_sweeps_what_killed_builds_left() {
     assert_eq!(step_status(&progress, "RUN true"), "CACHED");
 }
 
+#[test]
+fn keep_storage_keeps_only_the_most_recently_used_entries_that_fit() {
+    let p = Project::new();
+    let build = |step: &str| {
+        p.dockerfile(&format!("FROM rbuild-test/busybox:1\n{step}\n"));
+        p.build_ok(&[])
+    };
+    let (small_old, large, small_new) = (
+        "RUN echo old > /c",
+        "RUN head -c 16777216 /dev/zero > /b",
+        "RUN echo new > /a",
+    );
+    // Last used: small_old, then large, then small_new.
+    build(small_old);
+    age_cache_entries(&p.root);
+    build(large);
+    build(small_new);
+    // 6 MiB holds the base and either small step, not the large one: once the large one does
+    // not fit, the older small one goes too, although it would fit.
+    let out = p
+        .rbuild()
+        .args(["prune", "--keep-storage", "6m"])
+        .output()
+        .expect("prune");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(step_status(&build(small_new), small_new), "CACHED");
+    for step in [large, small_old] {
+        let progress = build(step);
+        assert!(
+            step_status(&progress, step).starts_with("cache miss"),
+            "{progress}"
+        );
+    }
+}
+
 /// Makes every cache entry of `root` look made and last used two days ago.
 fn age_cache_entries(root: &Path) {
     let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400);

@@ -67,40 +67,16 @@ pub struct InodeLedger {
     counted: HashSet<Inode>,
 }
 
-/// What a tree would add to a ledger (see [`InodeLedger::would_add`]).
-#[derive(Debug, Default)]
-pub struct Addition {
-    pub bytes: u64,
-    inodes: Vec<Inode>,
-}
-
 impl InodeLedger {
-    /// The bytes of the tree at `path` not counted yet, without counting them.
-    pub fn would_add(&self, path: &Path) -> Addition {
-        let mut new = HashSet::new();
+    /// Counts the tree at `path`; returns the bytes it added (what was not counted yet).
+    pub fn add_tree(&mut self, path: &Path) -> u64 {
         let mut bytes = 0;
         walk(path, &mut |meta| {
-            let inode = (meta.dev(), meta.ino());
-            if !shared(meta) || (!self.counted.contains(&inode) && new.insert(inode)) {
+            if !shared(meta) || self.counted.insert((meta.dev(), meta.ino())) {
                 bytes += blocks(meta);
             }
         });
-        Addition {
-            bytes,
-            inodes: new.into_iter().collect(),
-        }
-    }
-
-    /// Counts what [`InodeLedger::would_add`] found; returns its bytes.
-    pub fn add(&mut self, addition: Addition) -> u64 {
-        self.counted.extend(addition.inodes);
-        addition.bytes
-    }
-
-    /// Counts the tree at `path`; returns the bytes it added.
-    pub fn add_tree(&mut self, path: &Path) -> u64 {
-        let addition = self.would_add(path);
-        self.add(addition)
+        bytes
     }
 }
 
@@ -145,8 +121,7 @@ mod tests {
         assert_eq!(disk_usage(&a), dir_a + big);
         let mut ledger = InodeLedger::default();
         assert_eq!(ledger.add_tree(&a), dir_a + big);
-        assert_eq!(ledger.would_add(&b).bytes, dir_b, "already counted");
-        assert_eq!(ledger.add_tree(&b), dir_b);
+        assert_eq!(ledger.add_tree(&b), dir_b, "already counted");
 
         assert_eq!(freed_by_removing(&a), dir_a, "b still links it");
         std::fs::remove_dir_all(&a).expect("rm");

@@ -177,40 +177,42 @@ pub fn prune(
         }
     }
     if let Some(limit) = options.keep_storage {
-        // Once the budget is spent, the less recently used entries go. A file linked from
-        // several snapshots is paid for once.
+        // The most recently used entries stay while their snapshots fit; from the first that
+        // does not, every less recently used one goes (as BuildKit removes the least recently
+        // used records until the rest fits). A file linked from several snapshots is paid once.
         let mut used = 0u64;
         let mut budgeted = HashSet::new();
         let mut ledger = InodeLedger::default();
+        let mut full = false;
         let mut still = Vec::new();
         for record in kept {
-            let mut chain = HashSet::new();
-            if let Some(id) = record
-                .entry
-                .snapshot
-                .as_ref()
-                .and_then(|s| SnapshotId::new(s.clone()).ok())
-            {
-                snapshot_chain(&snapshots, id, &mut chain);
-            }
-            let additions: Vec<_> = chain
-                .iter()
-                .filter(|id| !budgeted.contains(*id))
-                .filter_map(|id| SnapshotId::new(id.clone()).ok())
-                .map(|id| ledger.would_add(&snapshots.layer_dir(&id)))
-                .collect();
-            let extra: u64 = additions.iter().map(|a| a.bytes).sum();
-            if used + extra <= limit {
-                used += extra;
-                for addition in additions {
-                    ledger.add(addition);
+            if !full {
+                let mut chain = HashSet::new();
+                if let Some(id) = record
+                    .entry
+                    .snapshot
+                    .as_ref()
+                    .and_then(|s| SnapshotId::new(s.clone()).ok())
+                {
+                    snapshot_chain(&snapshots, id, &mut chain);
                 }
-                budgeted.extend(chain);
-                still.push(record);
-            } else {
-                index.remove(&record.key);
-                report.entries += 1;
+                // Counted into the ledger at once: nothing is budgeted after a refusal.
+                let extra: u64 = chain
+                    .iter()
+                    .filter(|id| !budgeted.contains(*id))
+                    .filter_map(|id| SnapshotId::new(id.clone()).ok())
+                    .map(|id| ledger.add_tree(&snapshots.layer_dir(&id)))
+                    .sum();
+                full = used + extra > limit;
+                if !full {
+                    used += extra;
+                    budgeted.extend(chain);
+                    still.push(record);
+                    continue;
+                }
             }
+            index.remove(&record.key);
+            report.entries += 1;
         }
         kept = still;
     }

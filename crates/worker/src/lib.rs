@@ -322,6 +322,12 @@ impl LocalWorker {
         inputs: &[Output],
         log: &mut dyn LogSink,
     ) -> Result<Output, WorkerError> {
+        // Taken now, so that a failed or cancelled step leaves nothing behind.
+        let mounted = self
+            .mount_selections
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(&vertex.digest));
         let mut held = Held::default();
         let view = self.view(&inputs[0])?;
         let mut env = exec.env.clone();
@@ -388,11 +394,6 @@ impl LocalWorker {
             return Err(WorkerError::new(outcome.failure_message(&exec.args)));
         }
         // The step saw the context live: it must still be what the key hashed.
-        let mounted = self
-            .mount_selections
-            .lock()
-            .ok()
-            .and_then(|mut m| m.remove(&vertex.digest));
         if let Some(path) = mounted.as_deref().and_then(context_mount::first_changed) {
             return Err(WorkerError::new(format!(
                 "the build context's `{path}`, bind-mounted into this step, changed while the \
@@ -468,11 +469,13 @@ impl LocalWorker {
             );
             apply.allow_devices = true;
             let mut reader = std::io::BufReader::new(file);
-            rbuild_snapshotter::apply::apply_layer(&mut reader, &target, &apply).map_err(|e| {
-                WorkerError::new(format!("ADD: cannot unpack {}: {e}", entry.host.display()))
-            })?;
+            let unpacked = rbuild_snapshotter::apply::apply_layer(&mut reader, &target, &apply);
+            // An archive that changed while it was read explains an unpack error best.
             source_file::check(reader.get_ref(), &entry.meta, origin).map_err(|e| {
                 WorkerError::new(format!("ADD: cannot read {}: {e}", entry.host.display()))
+            })?;
+            unpacked.map_err(|e| {
+                WorkerError::new(format!("ADD: cannot unpack {}: {e}", entry.host.display()))
             })?;
             Ok(true)
         };
@@ -565,7 +568,11 @@ impl LocalWorker {
         Ok(dir
             .parent()
             .unwrap_or(std::path::Path::new("/"))
-            .join(format!("selection-{}.json", &hash[..32])))
+            .join(format!(
+                "selection-v{}-{}.json",
+                copy::select::RULES_VERSION,
+                &hash[..32]
+            )))
     }
 
     fn select(
@@ -746,6 +753,9 @@ fn source_chain(error: &dyn std::error::Error) -> String {
 
 /// Local archives ADD unpacks: tar, gzip and zstd (what the layer reader handles).
 fn archive_kind(entry: &copy::select::Entry, origin: source_file::Origin) -> Option<&'static str> {
+    if !entry.meta.is_file() {
+        return None;
+    }
     let mut head = [0u8; 512];
     let mut file = source_file::open(&entry.host, &entry.meta, origin).ok()?;
     let n = std::io::Read::read(&mut file, &mut head).ok()?;
@@ -852,7 +862,11 @@ impl Worker for LocalWorker {
                 };
                 // A hit is a use: prune removes the least recently used entries first.
                 self.index.touch(&key.digest);
+                // The selections its key was computed from are not needed any more.
                 if let Ok(mut memo) = self.mount_selections.lock() {
+                    memo.remove(&vertex.digest);
+                }
+                if let Ok(mut memo) = self.selections.lock() {
                     memo.remove(&vertex.digest);
                 }
                 Some(output)

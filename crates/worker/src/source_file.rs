@@ -70,7 +70,9 @@ pub fn unchanged(now: &Metadata, then: &Metadata, origin: Origin) -> bool {
 pub fn open(path: &Path, expected: &Metadata, origin: Origin) -> std::io::Result<File> {
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(o_nofollow())
+        // O_NONBLOCK: a FIFO swapped in would block the open before the inode check refuses
+        // it (on a regular file the flag changes nothing).
+        .custom_flags(open_flags())
         .open(path)
         .map_err(|e| {
             // Gone, or a symlink now (ELOOP under O_NOFOLLOW), or a directory on the way
@@ -101,10 +103,10 @@ pub fn check(file: &File, expected: &Metadata, origin: Origin) -> std::io::Resul
     }
 }
 
-/// `O_NOFOLLOW`, as the `i32` `custom_flags` takes.
-fn o_nofollow() -> i32 {
-    // The flag is a small positive constant (0o400000 on x86_64): it fits.
-    i32::try_from(rustix::fs::OFlags::NOFOLLOW.bits()).unwrap_or(0)
+/// `O_NOFOLLOW | O_NONBLOCK`, as the `i32` `custom_flags` takes.
+fn open_flags() -> i32 {
+    // Small positive constants (0o400000 | 0o4000 on x86_64): they fit.
+    i32::try_from((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits()).unwrap_or(0)
 }
 
 #[cfg(test)]

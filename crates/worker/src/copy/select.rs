@@ -18,6 +18,11 @@ use rustix::fs::OFlags;
 
 use crate::fsutil::{fd_path, open_in_root, open_root};
 
+/// The version of the rules above. Key parts computed by a COPY from a committed snapshot are
+/// memoised beside it under this version (`LocalWorker::selection_memo`): bump it whenever the
+/// same op and files would now select something else (2: `--exclude` matches below each source).
+pub const RULES_VERSION: u32 = 2;
+
 /// Where sources are read from.
 #[derive(Debug)]
 pub struct SourceRoot<'a> {
@@ -114,14 +119,12 @@ impl SourceRoot<'_> {
             if has_wildcard(&rel) {
                 let mut any = false;
                 for m in self.glob(&rel)? {
-                    match self.selected(&root_fd, &m, true, source) {
-                        Ok(selected) => {
-                            out.push(selected);
-                            any = true;
-                        }
-                        // A match left out (a directory: holding nothing admitted) is none.
-                        Err(_) if self.ignored(&m) || self.excluded_file(&m) => {}
-                        Err(e) => return Err(e),
+                    // A match left out (a directory: holding nothing admitted) is none.
+                    if let Some(selected) =
+                        self.selected_unless_left_out(&root_fd, &m, true, source)?
+                    {
+                        out.push(selected);
+                        any = true;
                     }
                 }
                 if !any {
@@ -157,6 +160,8 @@ impl SourceRoot<'_> {
                 " (it is excluded by .dockerignore line {}: `{}`)",
                 rule.line, rule
             ));
+        } else if self.excluded_file(rel) {
+            message.push_str(" (the COPY's --exclude leaves it out)");
         }
         WorkerError::new(message)
     }
@@ -167,6 +172,7 @@ impl SourceRoot<'_> {
         self.hidden("", name)
     }
 
+    /// The selection of `rel`; an error when it is not there or the rules leave it out.
     fn selected(
         &self,
         root_fd: &std::os::fd::OwnedFd,
@@ -174,6 +180,19 @@ impl SourceRoot<'_> {
         wildcard: bool,
         source: &str,
     ) -> Result<Selected, WorkerError> {
+        self.selected_unless_left_out(root_fd, rel, wildcard, source)?
+            .ok_or_else(|| self.not_found(source, rel))
+    }
+
+    /// The selection of `rel`, `None` when the rules leave it out (an excluded file, or an
+    /// excluded directory holding nothing admitted); an error when it is not there.
+    fn selected_unless_left_out(
+        &self,
+        root_fd: &std::os::fd::OwnedFd,
+        rel: &str,
+        wildcard: bool,
+        source: &str,
+    ) -> Result<Option<Selected>, WorkerError> {
         let fd =
             open_in_root(root_fd, rel, OFlags::PATH).map_err(|_| self.not_found(source, rel))?;
         // The rules apply to where the path really leads: `alias/key` through a symlink to an
@@ -196,7 +215,7 @@ impl SourceRoot<'_> {
                 && self.may_admit_below(rel, "")
                 && self.may_admit_below(&resolved_rel, ""))
         {
-            return Err(self.not_found(source, rel));
+            return Ok(None);
         }
         let mut entries = vec![Entry {
             rel: String::new(),
@@ -208,13 +227,13 @@ impl SourceRoot<'_> {
             self.walk(&host, &resolved_rel, "", &mut entries, true)?;
         }
         if excluded && entries.len() == 1 {
-            return Err(self.not_found(source, rel));
+            return Ok(None);
         }
-        Ok(Selected {
+        Ok(Some(Selected {
             rel: rel.to_string(),
             wildcard,
             entries,
-        })
+        }))
     }
 
     /// Appends the tree below `dir` (sorted by name, parents first). With `parallel`, the
