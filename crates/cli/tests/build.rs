@@ -647,6 +647,31 @@ fn copy_exclude_patterns_match_paths_below_each_source_as_in_buildkit() {
 }
 
 #[test]
+fn what_changes_no_hashed_byte_during_a_build_fails_nothing() {
+    let p = Project::new();
+    p.write(".dockerignore", "**/*.swp\n");
+    p.write("f", "content\n");
+    p.write("src/main.c", "int main;\n");
+    // A new hard link and a chmod back move `f`'s ctime only: its bytes settle it. An editor's
+    // ignored swap file appearing in a bind-mounted directory changes none of what the step
+    // may see.
+    p.dockerfile(
+        "FROM rbuild-test/busybox:1\n\
+         RUN --mount=type=bind,source=src,target=/src echo waiting && sleep 1 && cat /src/main.c > /built\n\
+         COPY f /f\n",
+    );
+    let (ok, progress) = build_while(&p, "echo waiting", || {
+        std::fs::hard_link(p.ctx.join("f"), p.dir.path().join("f-link")).expect("link");
+        std::fs::write(p.ctx.join("src/.main.c.swp"), "swap").expect("swap file");
+    });
+    assert!(ok, "{progress}");
+    let (progress, rootfs) = p.build_rootfs(&[]);
+    assert_eq!(read(&rootfs, "f"), "content\n");
+    assert_eq!(read(&rootfs, "built"), "int main;\n");
+    assert_eq!(step_status(&progress, "COPY f /f"), "CACHED");
+}
+
+#[test]
 fn prune_waits_for_running_builds_and_keeps_images_usable() {
     let p = Project::new();
     p.dockerfile("FROM rbuild-test/busybox:1\nRUN echo built > /b\nCMD [\"cat\", \"/b\"]\n");

@@ -17,10 +17,8 @@
 //! Names are handled as bytes: a name that is not UTF-8 is matched by its lossy form, as the
 //! selection matches it, and hidden by its real name.
 //!
-//! The context is live: a file the user edits while the step runs would change the step's
-//! output without changing its key. So once the step is done, [`first_changed`] stats every
-//! entry the key hashed again, and a change anywhere (a directory's mtime and ctime move when
-//! a name in it is added, removed or renamed) fails the step, which then stores nothing.
+//! The context is live: `context_check` makes sure, once the step is done, that it is still
+//! what the step's key hashed.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -32,28 +30,6 @@ use rbuild_frontend::dockerignore::IgnoreRules;
 use rbuild_solver::WorkerError;
 use rustix::fs::{FileType, Mode, Timestamps};
 use rustix::mount::{MountFlags, UnmountFlags};
-
-/// The first entry of `selected` (a context selection, as a step's key hashed it) that is not
-/// as it was then: its path below the context, if any.
-pub fn first_changed(selected: &[crate::copy::select::Selected]) -> Option<String> {
-    selected.iter().find_map(|s| {
-        s.entries.iter().find_map(|entry| {
-            let same = std::fs::symlink_metadata(&entry.host).is_ok_and(|now| {
-                crate::source_file::unchanged(
-                    &now,
-                    &entry.meta,
-                    crate::source_file::Origin::Context,
-                )
-            });
-            (!same).then(|| match (s.rel.is_empty(), entry.rel.is_empty()) {
-                (true, true) => ".".to_string(),
-                (true, false) => entry.rel.clone(),
-                (false, true) => s.rel.clone(),
-                (false, false) => format!("{}/{}", s.rel, entry.rel),
-            })
-        })
-    })
-}
 
 /// Where a state root's filtered views are made (`<pid>`-named, so prune can sweep those of
 /// killed builds).

@@ -7,6 +7,7 @@
 //! snapshot and recorded in the cache index ([`index`]). It is the only crate that joins
 //! storage, sandbox and (later) network.
 
+mod context_check;
 pub mod context_mount;
 pub mod copy;
 pub mod disk_usage;
@@ -95,7 +96,7 @@ pub struct LocalWorker {
     selections: Mutex<BTreeMap<String, std::sync::Arc<Vec<copy::select::Selected>>>>,
     /// Context selections made for a RUN's bind-mount key parts, checked again once the step
     /// has run (by vertex digest; see `context_mount::first_changed`).
-    mount_selections: Mutex<BTreeMap<String, Vec<copy::select::Selected>>>,
+    mount_selections: Mutex<BTreeMap<String, Vec<(String, copy::select::Selected)>>>,
     /// Layers to write in the background as soon as their snapshot is committed.
     eager_layers: Option<EagerLayers>,
     /// `--no-cache`: nothing of earlier builds is reused, not even files to link.
@@ -394,7 +395,7 @@ impl LocalWorker {
             return Err(WorkerError::new(outcome.failure_message(&exec.args)));
         }
         // The step saw the context live: it must still be what the key hashed.
-        if let Some(path) = mounted.as_deref().and_then(context_mount::first_changed) {
+        if let Some(path) = self.first_changed_context(mounted.unwrap_or_default())? {
             return Err(WorkerError::new(format!(
                 "the build context's `{path}`, bind-mounted into this step, changed while the \
                  step ran (its cache key hashed it before): build again, and exclude files that \
@@ -444,6 +445,7 @@ impl LocalWorker {
             dest_is_dir: dest.ends_with('/')
                 || op.sources.len() + op.inline.len() > 1
                 || any_wildcard,
+            digests: Some(&self.stat_cache),
         };
         if op.add {
             for source in &op.sources {
@@ -471,9 +473,18 @@ impl LocalWorker {
             let mut reader = std::io::BufReader::new(file);
             let unpacked = rbuild_snapshotter::apply::apply_layer(&mut reader, &target, &apply);
             // An archive that changed while it was read explains an unpack error best.
-            source_file::check(reader.get_ref(), &entry.meta, origin).map_err(|e| {
-                WorkerError::new(format!("ADD: cannot read {}: {e}", entry.host.display()))
-            })?;
+            let archive = reader.get_ref();
+            source_file::check(archive, &entry.meta, origin)
+                .and_then(|verdict| match verdict {
+                    source_file::Verdict::Same => Ok(()),
+                    source_file::Verdict::BytesUncertain => source_file::verify_bytes(
+                        archive,
+                        self.stat_cache.known_digest(&entry.meta),
+                    ),
+                })
+                .map_err(|e| {
+                    WorkerError::new(format!("ADD: cannot read {}: {e}", entry.host.display()))
+                })?;
             unpacked.map_err(|e| {
                 WorkerError::new(format!("ADD: cannot unpack {}: {e}", entry.host.display()))
             })?;
@@ -641,7 +652,7 @@ impl LocalWorker {
             {
                 parts.insert(format!("mount{i}:{path}"), digest);
             }
-            hashed.extend(selected);
+            hashed.extend(selected.into_iter().map(|s| (name.clone(), s)));
         }
         if !hashed.is_empty() {
             if let Ok(mut memo) = self.mount_selections.lock() {
@@ -649,6 +660,32 @@ impl LocalWorker {
             }
         }
         Ok(parts)
+    }
+
+    /// The first entry of these context selections (by context name) that changed since a
+    /// step's key hashed it (see `context_check`).
+    fn first_changed_context(
+        &self,
+        selections: Vec<(String, copy::select::Selected)>,
+    ) -> Result<Option<String>, WorkerError> {
+        for (name, selection) in selections {
+            let context = self.context(&name)?;
+            let root = SourceRoot {
+                root: &context.dir,
+                ignore: Some(&context.ignore),
+                excludes: None,
+                is_context: true,
+            };
+            let changed = context_check::first_changed(
+                &root,
+                std::slice::from_ref(&selection),
+                &self.stat_cache,
+            );
+            if changed.is_some() {
+                return Ok(changed);
+            }
+        }
+        Ok(None)
     }
 
     fn run_mkdir(
@@ -684,7 +721,7 @@ fn write_heredocs(
     root: &std::os::fd::OwnedFd,
     op: &rbuild_graph::Copy,
     dest: &str,
-    options: &copy::write::WriteOptions,
+    options: &copy::write::WriteOptions<'_>,
 ) -> Result<(), WorkerError> {
     use rustix::fs::{Mode, OFlags};
     let owner = options.chown.unwrap_or_default();

@@ -6,9 +6,12 @@
 //! that and the copy, the step would store under its key bytes the key does not describe, and
 //! every later build with the old content would be served the new one. So each read opens
 //! without following a symlink in the last component, checks that the descriptor is the file
-//! the selection stat'ed (device, inode, size, mtime and ctime to the nanosecond), and checks
-//! the same again once everything was read. A mismatch fails the read with
-//! [`ChangedDuringBuild`] in the error: the step fails, and nothing is stored under its key.
+//! the selection stat'ed (device, inode, size and mtime to the nanosecond), and checks the same
+//! again once everything was read. A mismatch fails the read with [`ChangedDuringBuild`] in the
+//! error: the step fails, and nothing is stored under its key. A context file whose ctime alone
+//! moved (a chmod, a new hard link, or a write that put the mtime back) is
+//! [`Verdict::BytesUncertain`]: the caller compares the bytes it got with the digest the key
+//! used ([`digest_of`], `StatCache::known_digest`) before it trusts them.
 //!
 //! The inode check also makes the read safe against a component swapped for a symlink: the
 //! file read is the one that was selected inside the context, wherever the path now leads.
@@ -40,8 +43,8 @@ fn changed() -> std::io::Error {
 /// Where a source file lives: what may change about it while its bytes stay the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
-    /// A directory the user may edit during the build (the context, a named context): size,
-    /// mtime and ctime must all hold (the ctime catches a write that put the mtime back).
+    /// A directory the user may edit during the build (the context, a named context): size
+    /// and mtime must hold, and a moved ctime makes the bytes uncertain.
     Context,
     /// A committed snapshot: its bytes never change, but rbuild hard-links its files into
     /// later snapshots, which moves their ctime; size and mtime must hold.
@@ -58,12 +61,26 @@ impl Origin {
     }
 }
 
-/// Whether `now` is the file `then` described, unchanged as far as its `origin` tells.
-pub fn unchanged(now: &Metadata, then: &Metadata, origin: Origin) -> bool {
-    (now.dev(), now.ino(), now.size()) == (then.dev(), then.ino(), then.size())
-        && (now.mtime(), now.mtime_nsec()) == (then.mtime(), then.mtime_nsec())
-        && (origin == Origin::Snapshot
-            || (now.ctime(), now.ctime_nsec()) == (then.ctime(), then.ctime_nsec()))
+/// What a second look at a source file tells, when it is still the same inode with the same
+/// size and mtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing its origin keeps moved.
+    Same,
+    /// A context file whose ctime moved: only its bytes can tell whether it changed.
+    BytesUncertain,
+}
+
+/// `None` when `now` is another file than `then`, or its size or mtime moved.
+pub fn compare(now: &Metadata, then: &Metadata, origin: Origin) -> Option<Verdict> {
+    let same_file = (now.dev(), now.ino(), now.size()) == (then.dev(), then.ino(), then.size())
+        && (now.mtime(), now.mtime_nsec()) == (then.mtime(), then.mtime_nsec());
+    let same_ctime = (now.ctime(), now.ctime_nsec()) == (then.ctime(), then.ctime_nsec());
+    match (same_file, origin == Origin::Snapshot || same_ctime) {
+        (false, _) => None,
+        (true, true) => Some(Verdict::Same),
+        (true, false) => Some(Verdict::BytesUncertain),
+    }
 }
 
 /// Opens the file at `path` for reading if it is still the file `expected` describes.
@@ -93,13 +110,36 @@ pub fn open(path: &Path, expected: &Metadata, origin: Origin) -> std::io::Result
     Ok(file)
 }
 
-/// After reading `file` (from [`open`]): it is still as `expected` described, so what was
-/// read is what the selection hashed.
-pub fn check(file: &File, expected: &Metadata, origin: Origin) -> std::io::Result<()> {
-    if unchanged(&file.metadata()?, expected, origin) {
-        Ok(())
-    } else {
-        Err(changed())
+/// After reading `file` (from [`open`]): it is still the file `expected` described; with
+/// [`Verdict::BytesUncertain`], what was read must still be compared with the key's digest.
+pub fn check(file: &File, expected: &Metadata, origin: Origin) -> std::io::Result<Verdict> {
+    compare(&file.metadata()?, expected, origin).ok_or_else(changed)
+}
+
+/// The sha256 of the bytes of `file` from its start (read with `pread`: the offset stays).
+pub fn digest_of(file: &File) -> std::io::Result<[u8; 32]> {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0u8; 256 << 10];
+    let mut offset = 0u64;
+    loop {
+        let n = rustix::io::pread(file, &mut buffer, offset)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        offset += n as u64;
+    }
+    Ok(hasher.finalize().into())
+}
+
+/// After a read whose source was [`Verdict::BytesUncertain`]: fails unless the bytes of `file`
+/// (the copy made, or the source itself) are those the key hashed (`key_digest`; `None` when
+/// this process remembers no digest for the source, which is refused too).
+pub fn verify_bytes(file: &File, key_digest: Option<[u8; 32]>) -> std::io::Result<()> {
+    match key_digest {
+        Some(digest) if digest_of(file)? == digest => Ok(()),
+        _ => Err(changed()),
     }
 }
 
@@ -120,15 +160,29 @@ mod tests {
         std::fs::write(&path, "one").expect("write");
         let seen = std::fs::symlink_metadata(&path).expect("stat");
         let file = open(&path, &seen, Origin::Context).expect("unchanged");
-        check(&file, &seen, Origin::Context).expect("still unchanged");
+        assert_eq!(
+            check(&file, &seen, Origin::Context).expect("still unchanged"),
+            Verdict::Same
+        );
+        let one = digest_of(&file).expect("digest");
 
-        // Rewritten in place (same inode; ctime moves even if mtime is put back).
+        // Rewritten in place with the same size, the mtime put back: only the ctime moved, so
+        // the bytes must be compared with the key's digest.
+        std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(&path, "two").expect("write");
         std::fs::File::options()
             .write(true)
             .open(&path)
             .and_then(|f| f.set_modified(seen.modified().expect("mtime")))
             .expect("restore mtime");
+        assert_eq!(
+            check(&file, &seen, Origin::Context).expect("same size and mtime"),
+            Verdict::BytesUncertain
+        );
+        let err = verify_bytes(&file, Some(one)).expect_err("other bytes");
+        assert!(err.to_string().contains("changed while the build"), "{err}");
+        // A longer write is a change by size alone.
+        std::fs::write(&path, "three").expect("write");
         let err = check(&file, &seen, Origin::Context).expect_err("written");
         assert!(err.to_string().contains("changed while the build"), "{err}");
         assert!(open(&path, &seen, Origin::Context).is_err());
@@ -152,18 +206,34 @@ mod tests {
     }
 
     #[test]
-    fn a_snapshot_file_may_gain_links_but_not_change() {
+    fn a_new_link_changes_no_byte() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("f");
         std::fs::write(&path, "bytes").expect("write");
         let seen = std::fs::symlink_metadata(&path).expect("stat");
+        let digest = digest_of(&std::fs::File::open(&path).expect("open")).expect("digest");
+        std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::hard_link(&path, dir.path().join("link")).expect("link");
         let file = open(&path, &seen, Origin::Snapshot).expect("a new link changes no byte");
-        assert!(check(&file, &seen, Origin::Context).is_err(), "ctime moved");
-        std::fs::write(&path, "BYTES").expect("write");
+        assert_eq!(
+            check(&file, &seen, Origin::Snapshot).expect("snapshot"),
+            Verdict::Same
+        );
+        // In a context the moved ctime needs the bytes, which are the same.
+        assert_eq!(
+            check(&file, &seen, Origin::Context).expect("context"),
+            Verdict::BytesUncertain
+        );
+        verify_bytes(&file, Some(digest)).expect("same bytes");
+        assert!(
+            verify_bytes(&file, None).is_err(),
+            "nothing to compare with"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&path, "other bytes").expect("write");
         assert!(
             check(&file, &seen, Origin::Snapshot).is_err(),
-            "mtime moved"
+            "size and mtime moved"
         );
     }
 }

@@ -70,7 +70,15 @@ pub struct StatCache {
     /// Keys looked up or added by this process, noted only once the cache holds more than
     /// [`MAX_ENTRIES`] / 2 entries (kept when the cache is trimmed).
     seen: Mutex<HashSet<Key>>,
+    /// Keys of files hashed within [`RACY_SECONDS`] of their last change: kept for this
+    /// process, never saved. With coarse timestamps (kernels before 6.13), a write in the same
+    /// clock tick as the stat leaves size, mtime and ctime as they were; a later build must not
+    /// trust the digest of such a file (git's "racily clean" entries).
+    racy: Mutex<HashSet<Key>>,
 }
+
+/// How recent a change makes a digest too racy to save.
+const RACY_SECONDS: i64 = 2;
 
 fn u64_at(record: &[u8], at: usize) -> u64 {
     let mut bytes = [0u8; 8];
@@ -105,10 +113,11 @@ fn decode(bytes: &[u8]) -> HashMap<Key, Entry> {
     map
 }
 
-fn encode(map: &HashMap<Key, Entry>) -> Vec<u8> {
+/// The records of `map`, but those of `skip`.
+fn encode(map: &HashMap<Key, Entry>, skip: &HashSet<Key>) -> Vec<u8> {
     let mut out = Vec::with_capacity(MAGIC.len() + map.len() * RECORD);
     out.extend_from_slice(MAGIC);
-    for (&(dev, ino), entry) in map {
+    for (&(dev, ino), entry) in map.iter().filter(|(key, _)| !skip.contains(key)) {
         for value in [dev, ino, entry.size, entry.mtime as u64, entry.ctime as u64] {
             out.extend_from_slice(&value.to_le_bytes());
         }
@@ -125,6 +134,7 @@ impl StatCache {
             entries: std::sync::RwLock::new(HashMap::new()),
             dirty: Mutex::new(false),
             seen: Mutex::new(HashSet::new()),
+            racy: Mutex::new(HashSet::new()),
         }
     }
 
@@ -174,11 +184,32 @@ impl StatCache {
         }
         self.note_seen(key, large);
         entry.digest = hash_file_bytes(path, meta, origin)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(i64::MAX, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        if now.saturating_sub(meta.ctime().max(meta.mtime())) < RACY_SECONDS {
+            if let Ok(mut racy) = self.racy.lock() {
+                racy.insert(key);
+            }
+        }
         if let (Ok(mut map), Ok(mut dirty)) = (self.entries.write(), self.dirty.lock()) {
             map.insert(key, entry);
             *dirty = true;
         }
         Ok(entry.digest)
+    }
+
+    /// The digest this cache holds for the file `meta` describes, without reading it (the one
+    /// a step's key used).
+    pub fn known_digest(&self, meta: &std::fs::Metadata) -> Option<[u8; 32]> {
+        self.load();
+        let (key, entry) = Self::key(meta);
+        let map = self.entries.read().ok()?;
+        map.get(&key)
+            .filter(|known| {
+                (known.size, known.mtime, known.ctime) == (entry.size, entry.mtime, entry.ctime)
+            })
+            .map(|known| known.digest)
     }
 
     /// Reads the cache file into `entries`, once (before any lookup or save).
@@ -221,7 +252,8 @@ impl StatCache {
                     map.retain(|key, _| seen.contains(key));
                 }
             }
-            encode(&map)
+            let racy = self.racy.lock().map(|r| r.clone()).unwrap_or_default();
+            encode(&map, &racy)
         };
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
@@ -262,7 +294,7 @@ mod tests {
                 digest: [0xab; 32],
             },
         );
-        let bytes = encode(&map);
+        let bytes = encode(&map, &HashSet::new());
         assert_eq!(bytes.len(), 8 + 2 * RECORD);
         assert_eq!(decode(&bytes), map);
         assert!(decode(&bytes[..bytes.len() - 1]).is_empty(), "torn file");
@@ -271,6 +303,32 @@ mod tests {
             "old JSON"
         );
         assert!(decode(b"").is_empty());
+    }
+
+    #[test]
+    fn digests_of_files_changed_in_the_last_seconds_are_not_saved() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = dir.path().join("old");
+        std::fs::write(&old, "settled").expect("write");
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        let new = dir.path().join("new");
+        std::fs::write(&new, "just written").expect("write");
+        let cache = StatCache::open(dir.path());
+        let old_meta = std::fs::symlink_metadata(&old).expect("stat");
+        let new_meta = std::fs::symlink_metadata(&new).expect("stat");
+        for (path, meta) in [(&old, &old_meta), (&new, &new_meta)] {
+            cache
+                .digest_bytes(path, meta, Origin::Context)
+                .expect("digest");
+            assert!(cache.known_digest(meta).is_some(), "kept for this process");
+        }
+        cache.save().expect("save");
+        let reopened = StatCache::open(dir.path());
+        assert!(reopened.known_digest(&old_meta).is_some(), "saved");
+        assert!(
+            reopened.known_digest(&new_meta).is_none(),
+            "a write in the same clock tick could have left the stat as it was"
+        );
     }
 
     #[test]

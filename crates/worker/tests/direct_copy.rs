@@ -143,6 +143,7 @@ fn run_case(
         chmod: None,
         is_context: true,
         dest_is_dir: case.dest.ends_with('/') || sources.len() > 1,
+        digests: None,
     };
     // Through the overlay.
     let through = snapshots.prepare(Some(base)).expect("view");

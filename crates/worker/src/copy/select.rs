@@ -391,6 +391,20 @@ impl SourceRoot<'_> {
         Ok(out)
     }
 
+    /// The names of the children of the directory `dir` (at `context_rel` in the root) that the
+    /// rules admit, sorted as a selection lists them.
+    pub fn admitted_names(
+        &self,
+        dir: &Path,
+        context_rel: &str,
+    ) -> Result<Vec<String>, WorkerError> {
+        Ok(self
+            .list(dir, context_rel, "")?
+            .into_iter()
+            .map(|(entry, _)| entry.rel)
+            .collect())
+    }
+
     /// Expands a wildcard path component by component (matches sorted, ignored ones dropped).
     /// Every directory listed is opened inside the root first, so a symlink in the source
     /// cannot make it list a directory of the host.

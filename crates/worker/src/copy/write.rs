@@ -26,7 +26,7 @@ use crate::fsutil::{cstr, mkdir_all, remove_entry, Owner};
 
 /// Options of one COPY.
 #[derive(Debug, Clone)]
-pub struct WriteOptions {
+pub struct WriteOptions<'a> {
     /// Absolute destination inside the rootfs (as written: a trailing `/` matters).
     pub dest: String,
     pub chown: Option<Owner>,
@@ -35,6 +35,9 @@ pub struct WriteOptions {
     pub is_context: bool,
     /// `dest` names a directory (trailing `/`, several sources, a wildcard).
     pub dest_is_dir: bool,
+    /// The digests a context COPY's key used: a source whose ctime alone moved since is
+    /// copied only if its bytes still have that digest (see `source_file`).
+    pub digests: Option<&'a crate::statcache::StatCache>,
 }
 
 /// ADD of a local archive: given the entry and a way to make the destination directory, it
@@ -66,7 +69,7 @@ impl Target<'_> {
 pub fn write(
     root: &OwnedFd,
     selected: &[Selected],
-    options: &WriteOptions,
+    options: &WriteOptions<'_>,
     extract: Option<Extract<'_>>,
     reuse: Option<&Reuse<'_>>,
 ) -> Result<(), WorkerError> {
@@ -155,7 +158,7 @@ fn copy_tree(
     dir: &OwnedFd,
     fresh: bool,
     entries: &[Entry],
-    options: &WriteOptions,
+    options: &WriteOptions<'_>,
     target: Target<'_>,
 ) -> Result<(), WorkerError> {
     let root = rustix::io::fcntl_dupfd_cloexec(dir, 0)
@@ -276,7 +279,7 @@ fn copy_entry(
     parent: &DirInfo,
     name: &CString,
     entry: &Entry,
-    options: &WriteOptions,
+    options: &WriteOptions<'_>,
     target: Target<'_>,
     rel: &str,
 ) -> Result<(), WorkerError> {
@@ -325,10 +328,11 @@ fn copy_entry(
                 return Ok(());
             }
         }
+        // Read-write: a copy whose source became uncertain is read back to be checked.
         let out = rustix::fs::openat(
             &parent.fd,
             name.as_c_str(),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(mode & 0o777),
         )
         .map_err(|e| fail("create", name, e))?;
@@ -338,7 +342,13 @@ fn copy_entry(
         let mut out = std::fs::File::from(out);
         std::io::copy(&mut source, &mut out).map_err(|e| fail("write", name, e))?;
         // What was copied is what the step's key hashed.
-        crate::source_file::check(&source, meta, origin).map_err(|e| fail("read", name, e))?;
+        let verdict =
+            crate::source_file::check(&source, meta, origin).map_err(|e| fail("read", name, e))?;
+        if verdict == crate::source_file::Verdict::BytesUncertain {
+            let key_digest = options.digests.and_then(|d| d.known_digest(meta));
+            crate::source_file::verify_bytes(&out, key_digest)
+                .map_err(|e| fail("read", name, e))?;
+        }
         let fd = OwnedFd::from(out);
         if needs_chown {
             rustix::fs::fchown(
@@ -409,7 +419,7 @@ fn chown_nofollow(parent: &DirInfo, name: &CString, uid: u32, gid: u32) -> Resul
 fn set_metadata(
     fd: &OwnedFd,
     meta: &std::fs::Metadata,
-    options: &WriteOptions,
+    options: &WriteOptions<'_>,
     below_dest: bool,
 ) -> Result<(), WorkerError> {
     let err = |what: &str, e: Errno| WorkerError::new(format!("copy: cannot {what}: {e}"));
