@@ -116,10 +116,12 @@ pub fn check(file: &File, expected: &Metadata, origin: Origin) -> std::io::Resul
     compare(&file.metadata()?, expected, origin).ok_or_else(changed)
 }
 
-/// The sha256 of the bytes of `file` from its start (read with `pread`: the offset stays).
+/// The content digest of the bytes of `file` from its start (read with `pread`: the offset
+/// stays). BLAKE3: what a step's key holds of a file is rbuild's own, never an OCI digest, and
+/// BLAKE3 hashes at 2-3x sha256's speed with SIMD. Read, never mapped: a file truncated while it
+/// is hashed must be an error, not a SIGBUS.
 pub fn digest_of(file: &File) -> std::io::Result<[u8; 32]> {
-    use sha2::Digest as _;
-    let mut hasher = sha2::Sha256::new();
+    let mut hasher = blake3::Hasher::new();
     let mut buffer = vec![0u8; 256 << 10];
     let mut offset = 0u64;
     loop {
@@ -130,7 +132,7 @@ pub fn digest_of(file: &File) -> std::io::Result<[u8; 32]> {
         hasher.update(&buffer[..n]);
         offset += n as u64;
     }
-    Ok(hasher.finalize().into())
+    Ok(*hasher.finalize().as_bytes())
 }
 
 /// After a read whose source was [`Verdict::BytesUncertain`]: fails unless the bytes of `file`

@@ -1,10 +1,12 @@
-//! The context stat cache: (device, inode, size, mtime, ctime) → sha256 of the content, kept
-//! under `<state root>/stat-v1/` across builds, so an unchanged file is never read twice.
+//! The context stat cache: (device, inode, size, mtime, ctime) → content digest (BLAKE3, see
+//! `source_file::digest_of`), kept under `<state root>/stat-v1/` across builds, so an unchanged
+//! file is never read twice.
 //!
 //! ```text
-//! stat-v1/cache.bin    "RBSTAT2\n", then 72-byte records, little-endian:
-//!                      dev u64, ino u64, size u64, mtime_ns i64, ctime_ns i64, sha256 [32]
+//! stat-v1/cache.bin    "RBSTAT3\n", then 72-byte records, little-endian:
+//!                      dev u64, ino u64, size u64, mtime_ns i64, ctime_ns i64, blake3 [32]
 //! ```
+//! (RBSTAT2 files held sha256 digests: ignored, like any other shape.)
 //! A flat binary file (a no-op build of a 20,000-file context reads and checks every entry:
 //! parsing JSON cost more than the statx walk itself). Written whole to a temp file and renamed
 //! (a reader sees the old file or the new one); a file of any other shape is ignored (the
@@ -12,12 +14,9 @@
 //! trusted when all three stat fields match.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-
-use sha2::{Digest as _, Sha256};
 
 use crate::source_file::Origin;
 
@@ -33,31 +32,23 @@ struct Entry {
     digest: [u8; 32],
 }
 
-const MAGIC: &[u8; 8] = b"RBSTAT2\n";
+const MAGIC: &[u8; 8] = b"RBSTAT3\n";
 const RECORD: usize = 72;
 
 /// Entries kept across builds before the cache is trimmed to what the last build saw.
 pub const MAX_ENTRIES: usize = 500_000;
 
-/// The sha256 of the bytes of the file at `path` that `meta` describes (an error if it is
-/// another file now, or changed while it was read: its digest would be stored under `meta`).
+/// The content digest of the file at `path` that `meta` describes (an error if it is another
+/// file now, or changed while it was read: its digest would be stored under `meta`).
 fn hash_file_bytes(
     path: &Path,
     meta: &std::fs::Metadata,
     origin: Origin,
 ) -> std::io::Result<[u8; 32]> {
-    let mut file = crate::source_file::open(path, meta, origin)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 256 << 10];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
+    let file = crate::source_file::open(path, meta, origin)?;
+    let digest = crate::source_file::digest_of(&file)?;
     crate::source_file::check(&file, meta, origin)?;
-    Ok(hasher.finalize().into())
+    Ok(digest)
 }
 
 #[derive(Debug)]

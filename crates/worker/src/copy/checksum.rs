@@ -66,7 +66,7 @@ pub fn content_parts(
 }
 
 /// The parts of one thread's share: per entry, the first 128 bits (hex) of
-/// sha256("<kind>\0<mode octal>\0<uid>:<gid>\0<link target>\0<content sha256 hex>").
+/// sha256("<kind>\0<mode octal>\0<uid>:<gid>\0<link target>\0<content digest hex (BLAKE3)>").
 fn checksum_share(
     share: Vec<(String, &super::select::Entry)>,
     is_context: bool,

@@ -26,8 +26,9 @@
 //! checked before linking. Every failure to link falls back to copying.
 //!
 //! ```text
-//! copied-v1.bin   "RBCOPY1\n", then records: path length u32 LE, path (relative to the
-//!                 rootfs), sha256 of the file's bytes [32]
+//! copied-v2.bin   "RBCOPY1\n", then records: path length u32 LE, path (relative to the
+//!                 rootfs), content digest of the file's bytes [32] (BLAKE3, as the stat
+//!                 cache's; copied-v1.bin held sha256 digests and is not read)
 //! ```
 
 use std::collections::{HashMap, HashSet};
@@ -44,7 +45,7 @@ use super::select::Entry;
 use crate::statcache::StatCache;
 
 const MAGIC: &[u8; 8] = b"RBCOPY1\n";
-const MANIFEST: &str = "copied-v1.bin";
+const MANIFEST: &str = "copied-v2.bin";
 
 /// Where a snapshot's copied-file digests are kept: beside its layer directory.
 pub fn manifest_path(layer_dir: &Path) -> PathBuf {
