@@ -11,8 +11,9 @@
 //! the kernel's own writeback flushes the data meanwhile. What is still queued when the build
 //! ends ([`DurableIndex::finish`]; a sync in progress completes first) goes to a journal,
 //! `cache-v1/pending/<pid>.json`. The index thread of the next rbuild process adopts the
-//! journals of ended processes, lets them settle too, syncs and unmarks them: the next build
-//! pays a sync that has little left to write. Journals of an earlier boot are dropped (their
+//! journals of ended processes and, once their entries have settled (counted from when the
+//! journal was written), syncs and unmarks them: the next build pays a sync that has little
+//! left to write. Journals of an earlier boot are dropped (their
 //! entries are misses, and prune removes them).
 //!
 //! Invariants: an entry is written unmarked only after a sync that began after its snapshot was
@@ -230,7 +231,9 @@ fn write_journal(dir: &Path, queued: &[Queued]) {
 }
 
 /// Takes the journals of processes that have ended (a live one's may still grow): their
-/// entries of this boot, queued as adopted from now; the files are removed.
+/// entries of this boot, queued as adopted since the journal was written (so those of a build
+/// that ended long enough ago are synced at once, and a run of short builds does not pass them
+/// on for ever); the files are removed.
 fn adopt_journals(dir: &Path) -> Vec<Queued> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -251,6 +254,16 @@ fn adopt_journals(dir: &Path) -> Vec<Queued> {
         if alive {
             continue;
         }
+        let written = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+            .unwrap_or_default()
+            .min(Duration::from_secs(3600));
+        let since = Instant::now()
+            .checked_sub(written)
+            .unwrap_or_else(Instant::now);
         let journal = std::fs::read(entry.path())
             .ok()
             .and_then(|bytes| serde_json::from_slice::<Journal>(&bytes).ok());
@@ -259,7 +272,7 @@ fn adopt_journals(dir: &Path) -> Vec<Queued> {
             continue;
         };
         queued.extend(journal.entries.into_iter().map(|(key, entry)| Queued {
-            since: Instant::now(),
+            since,
             key,
             entry,
             adopted: true,
@@ -387,6 +400,35 @@ mod tests {
         );
         assert!(index.get("pruned").is_none(), "resurrected");
         assert!(!journals.join("4194304.json").exists());
+    }
+
+    #[test]
+    fn a_journal_written_long_ago_is_synced_without_settling_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = CacheIndex::open(dir.path());
+        let durable = DurableIndex::start(dir.path().to_path_buf(), CacheIndex::open(dir.path()));
+        durable.submit(pending("old", "s"), dir.path(), &index);
+        durable.finish();
+        let journals = journal_dir(dir.path());
+        let dead = journals.join("4194304.json");
+        std::fs::rename(journals.join(format!("{}.json", std::process::id())), &dead)
+            .expect("rename");
+        std::fs::File::options()
+            .write(true)
+            .open(&dead)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now() - Duration::from_secs(120)))
+            .expect("age the journal");
+        // Settling takes a minute here: only the journal's age lets the sync happen at once.
+        let next = DurableIndex::start_with(
+            dir.path().to_path_buf(),
+            CacheIndex::open(dir.path()),
+            Duration::from_secs(60),
+        );
+        assert!(
+            eventually(|| boot_of(&index, "old") == Some(None)),
+            "not synced"
+        );
+        next.finish();
     }
 
     #[test]
