@@ -54,6 +54,18 @@ pub struct BuildContext {
     pub ignore: IgnoreRules,
 }
 
+impl BuildContext {
+    /// The context as a RUN's bind mount reads it: `.dockerignore` applied, no `--exclude`.
+    fn source_root(&self) -> SourceRoot<'_> {
+        SourceRoot {
+            root: &self.dir,
+            ignore: Some(&self.ignore),
+            excludes: None,
+            is_context: true,
+        }
+    }
+}
+
 /// Options of a build that the worker applies to every op.
 #[derive(Debug, Default)]
 pub struct WorkerOptions {
@@ -640,12 +652,7 @@ impl LocalWorker {
                 continue;
             };
             let context = self.context(&name)?;
-            let root = SourceRoot {
-                root: &context.dir,
-                ignore: Some(&context.ignore),
-                excludes: None,
-                is_context: true,
-            };
+            let root = context.source_root();
             // The path the mount binds, taken literally (not a pattern).
             let selected = vec![root.select_path(&mount.source)?];
             for (path, digest) in copy::checksum::content_parts(&selected, true, &self.stat_cache)?
@@ -670,12 +677,7 @@ impl LocalWorker {
     ) -> Result<Option<String>, WorkerError> {
         for (name, selection) in selections {
             let context = self.context(&name)?;
-            let root = SourceRoot {
-                root: &context.dir,
-                ignore: Some(&context.ignore),
-                excludes: None,
-                is_context: true,
-            };
+            let root = context.source_root();
             let changed = context_check::first_changed(
                 &root,
                 std::slice::from_ref(&selection),
