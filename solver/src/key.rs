@@ -129,6 +129,10 @@ mod erased {
     }
 }
 
+/// The content part a worker adds beside file digests to name how it computes them (never a
+/// file's path: those are relative). A change of it explains a miss by itself.
+pub const DIGEST_SCHEME: &str = "/digest";
+
 /// Why a key missed, given the parts the same step had last time (`None`: never built).
 pub fn explain_miss(
     previous: Option<&BTreeMap<String, String>>,
@@ -137,6 +141,16 @@ pub fn explain_miss(
     let Some(previous) = previous else {
         return "no cache entry (first build of this step)".into();
     };
+    let scheme = format!("content {DIGEST_SCHEME}");
+    if let Some(now_scheme) = now.get(&scheme) {
+        if previous.get(&scheme) != Some(now_scheme) {
+            let before = previous.get(&scheme).map_or("sha256", String::as_str);
+            return format!(
+                "files are hashed another way since this step last ran ({before} -> {now_scheme}, \
+                 an rbuild upgrade): its file digests are all new"
+            );
+        }
+    }
     let mut changed: Vec<String> = Vec::new();
     for (name, value) in now {
         if previous.get(name) != Some(value) {
@@ -252,5 +266,13 @@ mod tests {
         ]);
         assert_eq!(explain_miss(Some(&before), &parent), "parent step changed");
         assert!(explain_miss(None, &after).starts_with("no cache entry"));
+        // Digests of another scheme are no file change.
+        let mut hashed = parts(&[("content a/b.txt", "d3")]);
+        hashed.insert(format!("content {DIGEST_SCHEME}"), "blake3".into());
+        assert_eq!(
+            explain_miss(Some(&before), &hashed),
+            "files are hashed another way since this step last ran (sha256 -> blake3, an rbuild \
+             upgrade): its file digests are all new"
+        );
     }
 }

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 
 use rbuild_graph::Vertex;
 
-pub use key::{explain_miss, CacheKey};
+pub use key::{explain_miss, CacheKey, DIGEST_SCHEME};
 pub use solve::{solve, SolveError, SolveOptions, Solved};
 
 /// An error of the worker, with the text the user should see.

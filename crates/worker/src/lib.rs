@@ -657,7 +657,11 @@ impl LocalWorker {
             let selected = vec![root.select_path(&mount.source)?];
             for (path, digest) in copy::checksum::content_parts(&selected, true, &self.stat_cache)?
             {
-                parts.insert(format!("mount{i}:{path}"), digest);
+                if path == rbuild_solver::DIGEST_SCHEME {
+                    parts.insert(path, digest);
+                } else {
+                    parts.insert(format!("mount{i}:{path}"), digest);
+                }
             }
             hashed.extend(selected.into_iter().map(|s| (name.clone(), s)));
         }

@@ -5,14 +5,15 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 
-use rbuild_solver::WorkerError;
+use rbuild_solver::{WorkerError, DIGEST_SCHEME};
 use sha2::{Digest as _, Sha256};
 
 use super::select::{kind, owner_of, Selected};
 use crate::source_file::Origin;
 use crate::statcache::StatCache;
 
-/// `content <path>` parts for every entry of every selection.
+/// `content <path>` parts for every entry of every selection, and the digest scheme's part
+/// ([`DIGEST_SCHEME`]).
 pub fn content_parts(
     selected: &[Selected],
     is_context: bool,
@@ -62,6 +63,8 @@ pub fn content_parts(
     for result in results {
         parts.extend(result?);
     }
+    // How the digests were computed: a change of it explains a miss better than every file.
+    parts.insert(DIGEST_SCHEME.to_string(), "blake3".to_string());
     Ok(parts)
 }
 

@@ -20,8 +20,9 @@ use crate::fsutil::{fd_path, open_in_root, open_root};
 
 /// The version of the rules above. Key parts computed by a COPY from a committed snapshot are
 /// memoised beside it under this version (`LocalWorker::selection_memo`): bump it whenever the
-/// same op and files would now select something else (2: `--exclude` matches below each source).
-pub const RULES_VERSION: u32 = 2;
+/// same op and files would now select something else, or hash to other parts (2: `--exclude`
+/// matches below each source; 3: BLAKE3 digests, and the parts name their scheme).
+pub const RULES_VERSION: u32 = 3;
 
 /// Where sources are read from.
 #[derive(Debug)]
