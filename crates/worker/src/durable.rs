@@ -223,11 +223,8 @@ fn write_journal(dir: &Path, queued: &[Queued]) {
         return;
     };
     let path = dir.join(format!("{}.json", std::process::id()));
-    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
     // Best effort: without the journal the entries stay boot-scoped (misses after a reboot).
-    let _ = std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::write(&tmp, bytes))
-        .and_then(|()| std::fs::rename(&tmp, &path));
+    let _ = std::fs::create_dir_all(dir).and_then(|()| crate::fsutil::replace_file(&path, &bytes));
 }
 
 /// Takes the journals of processes that have ended (a live one's may still grow): their
@@ -284,9 +281,7 @@ fn adopt_journals(dir: &Path) -> Vec<Queued> {
 /// `syncfs` of the filesystem holding the state root (snapshot files, their directories and
 /// the renames that committed them).
 fn sync(state_root: &Path) -> bool {
-    std::fs::File::open(state_root)
-        .and_then(|dir| rustix::fs::syncfs(&dir).map_err(std::io::Error::from))
-        .is_ok()
+    crate::fsutil::sync_filesystem(state_root).is_ok()
 }
 
 #[cfg(test)]

@@ -43,6 +43,17 @@ pub fn fd_path(fd: &OwnedFd) -> Result<PathBuf, WorkerError> {
     std::fs::read_link(&link).map_err(|e| WorkerError::new(format!("cannot resolve {link}: {e}")))
 }
 
+/// Replaces the file at `path` with `bytes` at once: written to a temp file beside it, renamed
+/// over it. A reader (of this process or another) sees the old content or the new, never a
+/// part, and concurrent writers never share a temp file. Not synced.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// `syncfs` of the filesystem holding `path`: everything written to it so far is on disk.
 pub fn sync_filesystem(path: &Path) -> std::io::Result<()> {
     let dir = std::fs::File::open(path)?;

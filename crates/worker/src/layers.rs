@@ -123,10 +123,7 @@ pub fn step_layer(
 /// Best effort: without the memo the layer is just written again next time.
 fn write_memo(memo: &Path, layer: &Layer) {
     if let Ok(bytes) = serde_json::to_vec(layer) {
-        let tmp = memo.with_extension("tmp");
-        if std::fs::write(&tmp, bytes).is_ok() {
-            let _ = std::fs::rename(&tmp, memo);
-        }
+        let _ = crate::fsutil::replace_file(memo, &bytes);
     }
 }
 
