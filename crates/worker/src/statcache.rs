@@ -150,30 +150,34 @@ impl StatCache {
         )
     }
 
-    /// The sha256 of the file at `path` with `meta` (from the cache when its stat matches).
-    /// Lookups from many threads share a read lock.
+    /// The digest held for `key` when its stat is `entry`'s, and whether the cache is large
+    /// enough that a save may trim it. Lookups from many threads share a read lock.
+    fn lookup(&self, key: Key, entry: &Entry) -> (Option<[u8; 32]>, bool) {
+        self.load();
+        let Ok(map) = self.entries.read() else {
+            return (None, false);
+        };
+        let known = map
+            .get(&key)
+            .filter(|k| (k.size, k.mtime, k.ctime) == (entry.size, entry.mtime, entry.ctime))
+            .map(|k| k.digest);
+        (known, map.len() > MAX_ENTRIES / 2)
+    }
+
+    /// The content digest of the file at `path` with `meta` (from the cache when its stat
+    /// matches).
     pub fn digest_bytes(
         &self,
         path: &Path,
         meta: &std::fs::Metadata,
         origin: Origin,
     ) -> std::io::Result<[u8; 32]> {
-        self.load();
         let (key, mut entry) = Self::key(meta);
-        let mut large = false;
-        if let Ok(map) = self.entries.read() {
-            large = map.len() > MAX_ENTRIES / 2;
-            if let Some(known) = map.get(&key) {
-                if (known.size, known.mtime, known.ctime) == (entry.size, entry.mtime, entry.ctime)
-                {
-                    let digest = known.digest;
-                    drop(map);
-                    self.note_seen(key, large);
-                    return Ok(digest);
-                }
-            }
-        }
+        let (known, large) = self.lookup(key, &entry);
         self.note_seen(key, large);
+        if let Some(digest) = known {
+            return Ok(digest);
+        }
         entry.digest = hash_file_bytes(path, meta, origin)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -193,14 +197,8 @@ impl StatCache {
     /// The digest this cache holds for the file `meta` describes, without reading it (the one
     /// a step's key used).
     pub fn known_digest(&self, meta: &std::fs::Metadata) -> Option<[u8; 32]> {
-        self.load();
         let (key, entry) = Self::key(meta);
-        let map = self.entries.read().ok()?;
-        map.get(&key)
-            .filter(|known| {
-                (known.size, known.mtime, known.ctime) == (entry.size, entry.mtime, entry.ctime)
-            })
-            .map(|known| known.digest)
+        self.lookup(key, &entry).0
     }
 
     /// Reads the cache file into `entries`, once (before any lookup or save).
@@ -243,8 +241,10 @@ impl StatCache {
                     map.retain(|key, _| seen.contains(key));
                 }
             }
-            let racy = self.racy.lock().map(|r| r.clone()).unwrap_or_default();
-            encode(&map, &racy)
+            match self.racy.lock() {
+                Ok(racy) => encode(&map, &racy),
+                Err(_) => encode(&map, &HashSet::new()),
+            }
         };
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
