@@ -25,7 +25,7 @@ use rbuild_snapshotter::snapshots::{SnapshotId, Snapshotter};
 use rustix::fs::FlockOperation;
 
 use crate::disk_usage::{disk_usage, freed_by_removing, InodeLedger};
-use crate::index::CacheIndex;
+use crate::index::{CacheIndex, IndexEntry};
 
 /// A held GC lock (shared for builds, exclusive for prune); released on drop.
 #[derive(Debug)]
@@ -124,8 +124,12 @@ pub struct PruneReport {
     pub kept_for_images: Vec<String>,
 }
 
-fn snapshot_chain(snapshots: &Snapshotter, id: SnapshotId, into: &mut HashSet<String>) {
-    let mut next = Some(id);
+/// Adds the snapshot `entry` names and its ancestors to `into` (up to one already there).
+fn entry_chain(snapshots: &Snapshotter, entry: &IndexEntry, into: &mut HashSet<String>) {
+    let mut next = entry
+        .snapshot
+        .as_ref()
+        .and_then(|s| SnapshotId::new(s.clone()).ok());
     while let Some(id) = next {
         if !into.insert(id.as_str().to_string()) {
             return;
@@ -188,14 +192,7 @@ pub fn prune(
         for record in kept {
             if !full {
                 let mut chain = HashSet::new();
-                if let Some(id) = record
-                    .entry
-                    .snapshot
-                    .as_ref()
-                    .and_then(|s| SnapshotId::new(s.clone()).ok())
-                {
-                    snapshot_chain(&snapshots, id, &mut chain);
-                }
+                entry_chain(&snapshots, &record.entry, &mut chain);
                 // Counted into the ledger at once: nothing is budgeted after a refusal.
                 let extra: u64 = chain
                     .iter()
@@ -219,14 +216,7 @@ pub fn prune(
 
     let mut keep_snapshots = HashSet::new();
     for record in &kept {
-        if let Some(id) = record
-            .entry
-            .snapshot
-            .as_ref()
-            .and_then(|s| SnapshotId::new(s.clone()).ok())
-        {
-            snapshot_chain(&snapshots, id, &mut keep_snapshots);
-        }
+        entry_chain(&snapshots, &record.entry, &mut keep_snapshots);
     }
     let mut keep_blobs: HashSet<String> = HashSet::new();
     for record in images.list().map_err(|e| e.to_string())? {
