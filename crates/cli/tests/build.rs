@@ -57,6 +57,14 @@ impl Project {
             .expect("run rbuild")
     }
 
+    /// Builds, expecting a failure; returns the progress and the error.
+    fn build_err(&self, args: &[&str]) -> String {
+        let out = self.build(args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "the build succeeded:\n{err}");
+        err
+    }
+
     fn build_ok(&self, args: &[&str]) -> String {
         let out = self.build(args);
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -332,9 +340,7 @@ fn a_missing_copy_source_names_the_dockerignore_rule() {
     p.dockerfile("FROM rbuild-test/busybox:1\nCOPY secret.key /\n");
     p.write("secret.key", "k");
     p.write(".dockerignore", "# keys stay out\n*.key\n");
-    let out = p.build(&[]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = p.build_err(&[]);
     assert!(
         err.contains("secret.key") && err.contains(".dockerignore line 2: `*.key`"),
         "{err}"
@@ -938,10 +944,10 @@ fn a_writable_bind_of_the_context_is_refused_and_the_files_stay_untouched() {
     p.dockerfile(
         "FROM rbuild-test/busybox:1\nRUN --mount=type=bind,target=/ctx,rw rm -f /ctx/keep.txt\n",
     );
-    let out = p.build(&[]);
-    assert!(!out.status.success());
+    let err = p.build_err(&[]);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("writable (rw) bind of the build context")
+        err.contains("writable (rw) bind of the build context"),
+        "{err}"
     );
     assert_eq!(read(&p.ctx, "keep.txt"), "mine\n");
     // Read-only (the default) works, and the step cannot write through it.
@@ -1472,9 +1478,7 @@ fn a_context_bind_mount_shows_only_what_dockerignore_admits() {
 
     // One where the exception admits nothing is not a source.
     p.dockerfile("FROM rbuild-test/busybox:1\nCOPY cache /c\n");
-    let out = p.build(&[]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = p.build_err(&[]);
     assert!(
         err.contains("\"/cache\" not found") && err.contains("excluded by .dockerignore"),
         "{err}"
