@@ -14,7 +14,7 @@ use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 
 use crate::copy::select::{Entry, Selected, SourceRoot};
-use crate::source_file::{compare, digest_of, Origin, Verdict};
+use crate::source_file::{compare, verify_bytes, Origin, Verdict};
 use crate::statcache::StatCache;
 
 /// The path (below the context) of the first entry of `selected`, a selection of `root` as a
@@ -32,7 +32,7 @@ pub fn first_changed(
             names.entry(parent).or_default().push(name);
         }
         for entry in &selection.entries {
-            let path = join(&selection.rel, &entry.rel);
+            let path = selection.path_of(entry);
             let still = std::fs::symlink_metadata(&entry.host).is_ok_and(|now| {
                 if entry.meta.is_dir() {
                     same_dir(root, entry, &now, &path, names.get(entry.rel.as_str()))
@@ -97,16 +97,8 @@ fn same_non_dir(entry: &Entry, now: &Metadata, digests: &StatCache) -> bool {
         Some(Verdict::BytesUncertain) => {
             now.is_file()
                 && crate::source_file::open(&entry.host, &entry.meta, Origin::Context)
-                    .and_then(|file| digest_of(&file))
-                    .is_ok_and(|digest| digests.known_digest(&entry.meta) == Some(digest))
+                    .and_then(|file| verify_bytes(&file, digests.known_digest(&entry.meta)))
+                    .is_ok()
         }
-    }
-}
-
-fn join(base: &str, rel: &str) -> String {
-    match (base.is_empty(), rel.is_empty()) {
-        (true, _) => rel.to_string(),
-        (false, true) => base.to_string(),
-        (false, false) => format!("{base}/{rel}"),
     }
 }

@@ -27,6 +27,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use rbuild_frontend::dockerignore::IgnoreRules;
+
+use crate::copy::select::join;
 use rbuild_solver::WorkerError;
 use rustix::fs::{FileType, Mode, Timestamps};
 use rustix::mount::{MountFlags, UnmountFlags};
@@ -68,14 +70,6 @@ impl Drop for FilteredContext {
 
 fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> WorkerError {
     WorkerError::new(format!("cannot {what} {}: {e}", path.display()))
-}
-
-fn join(base: &str, name: &str) -> String {
-    if base.is_empty() {
-        name.to_string()
-    } else {
-        format!("{base}/{name}")
-    }
 }
 
 /// The entries below `dir` (paths relative to it, as bytes) that the rules hide; `rel` is

@@ -107,7 +107,7 @@ pub struct LocalWorker {
     /// Context selections made for a COPY's key, reused when the COPY runs (by vertex digest).
     selections: Mutex<BTreeMap<String, std::sync::Arc<Vec<copy::select::Selected>>>>,
     /// Context selections made for a RUN's bind-mount key parts, checked again once the step
-    /// has run (by vertex digest; see `context_mount::first_changed`).
+    /// has run (by vertex digest; see `context_check`).
     mount_selections: Mutex<BTreeMap<String, Vec<(String, copy::select::Selected)>>>,
     /// Layers to write in the background as soon as their snapshot is committed.
     eager_layers: Option<EagerLayers>,
@@ -486,17 +486,16 @@ impl LocalWorker {
             let unpacked = rbuild_snapshotter::apply::apply_layer(&mut reader, &target, &apply);
             // An archive that changed while it was read explains an unpack error best.
             let archive = reader.get_ref();
-            source_file::check(archive, &entry.meta, origin)
-                .and_then(|verdict| match verdict {
-                    source_file::Verdict::Same => Ok(()),
-                    source_file::Verdict::BytesUncertain => source_file::verify_bytes(
-                        archive,
-                        self.stat_cache.known_digest(&entry.meta),
-                    ),
-                })
-                .map_err(|e| {
-                    WorkerError::new(format!("ADD: cannot read {}: {e}", entry.host.display()))
-                })?;
+            source_file::confirm(
+                archive,
+                &entry.meta,
+                origin,
+                archive,
+                Some(&self.stat_cache),
+            )
+            .map_err(|e| {
+                WorkerError::new(format!("ADD: cannot read {}: {e}", entry.host.display()))
+            })?;
             unpacked.map_err(|e| {
                 WorkerError::new(format!("ADD: cannot unpack {}: {e}", entry.host.display()))
             })?;
@@ -657,11 +656,7 @@ impl LocalWorker {
             let selected = vec![root.select_path(&mount.source)?];
             for (path, digest) in copy::checksum::content_parts(&selected, true, &self.stat_cache)?
             {
-                if path == rbuild_solver::DIGEST_SCHEME {
-                    parts.insert(path, digest);
-                } else {
-                    parts.insert(format!("mount{i}:{path}"), digest);
-                }
+                parts.insert(format!("mount{i}:{path}"), digest);
             }
             hashed.extend(selected.into_iter().map(|s| (name.clone(), s)));
         }
@@ -794,6 +789,18 @@ fn source_chain(error: &dyn std::error::Error) -> String {
     out
 }
 
+/// File digests in content parts come with the name of their scheme, so that a change of
+/// scheme explains a miss better than every file changing (`explain_miss`).
+fn with_digest_scheme(mut parts: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    if !parts.is_empty() {
+        parts.insert(
+            rbuild_solver::DIGEST_SCHEME.to_string(),
+            source_file::DIGEST_SCHEME_NAME.to_string(),
+        );
+    }
+    parts
+}
+
 /// Local archives ADD unpacks: tar, gzip and zstd (what the layer reader handles).
 fn archive_kind(entry: &copy::select::Entry, origin: source_file::Origin) -> Option<&'static str> {
     if !entry.meta.is_file() {
@@ -859,7 +866,7 @@ impl Worker for LocalWorker {
                     .and_then(|path| std::fs::read(path).ok())
                     .and_then(|bytes| serde_json::from_slice(&bytes).ok())
                 {
-                    return Ok(parts);
+                    return Ok(with_digest_scheme(parts));
                 }
                 let mut views = Vec::new();
                 let (selected, is_context) = self.select(op, source, &mut views)?;
@@ -875,9 +882,11 @@ impl Worker for LocalWorker {
                         memo.insert(vertex.digest.clone(), std::sync::Arc::new(selected));
                     }
                 }
-                Ok(parts)
+                Ok(with_digest_scheme(parts))
             }
-            Op::Exec(exec) => self.mount_content(vertex, exec, inputs),
+            Op::Exec(exec) => self
+                .mount_content(vertex, exec, inputs)
+                .map(with_digest_scheme),
             _ => Ok(BTreeMap::new()),
         }
     }
@@ -961,10 +970,6 @@ impl Worker for LocalWorker {
 
 /// Writes `parts` as JSON to `path` atomically (temp file in the same directory, renamed).
 fn write_memo(path: &std::path::Path, parts: &BTreeMap<String, String>) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(std::path::Path::new("/"));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    serde_json::to_writer(std::io::BufWriter::new(tmp.as_file_mut()), parts)
-        .map_err(std::io::Error::other)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    let bytes = serde_json::to_vec(parts).map_err(std::io::Error::other)?;
+    fsutil::replace_file(path, &bytes)
 }

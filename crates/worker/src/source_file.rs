@@ -116,6 +116,10 @@ pub fn check(file: &File, expected: &Metadata, origin: Origin) -> std::io::Resul
     compare(&file.metadata()?, expected, origin).ok_or_else(changed)
 }
 
+/// The name of [`digest_of`]'s scheme, as a step's key parts record it beside the digests
+/// (`rbuild_solver::DIGEST_SCHEME`).
+pub const DIGEST_SCHEME_NAME: &str = "blake3";
+
 /// The content digest of the bytes of `file` from its start (read with `pread`: the offset
 /// stays). BLAKE3: what a step's key holds of a file is rbuild's own, never an OCI digest, and
 /// BLAKE3 hashes at 2-3x sha256's speed with SIMD. Read, never mapped: a file truncated while it
@@ -142,6 +146,24 @@ pub fn verify_bytes(file: &File, key_digest: Option<[u8; 32]>) -> std::io::Resul
     match key_digest {
         Some(digest) if digest_of(file)? == digest => Ok(()),
         _ => Err(changed()),
+    }
+}
+
+/// After reading `source` (from [`open`]) into `result` (the copy made, or `source` itself):
+/// fails unless `source` is still the file `expected` described and, when only its ctime
+/// moved, `result` holds the bytes the key hashed (`digests`' digest for `expected`).
+pub fn confirm(
+    source: &File,
+    expected: &Metadata,
+    origin: Origin,
+    result: &File,
+    digests: Option<&crate::statcache::StatCache>,
+) -> std::io::Result<()> {
+    match check(source, expected, origin)? {
+        Verdict::Same => Ok(()),
+        Verdict::BytesUncertain => {
+            verify_bytes(result, digests.and_then(|d| d.known_digest(expected)))
+        }
     }
 }
 

@@ -5,15 +5,14 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 
-use rbuild_solver::{WorkerError, DIGEST_SCHEME};
+use rbuild_solver::WorkerError;
 use sha2::{Digest as _, Sha256};
 
 use super::select::{kind, owner_of, Selected};
 use crate::source_file::Origin;
 use crate::statcache::StatCache;
 
-/// `content <path>` parts for every entry of every selection, and the digest scheme's part
-/// ([`DIGEST_SCHEME`]).
+/// `content <path>` parts for every entry of every selection.
 pub fn content_parts(
     selected: &[Selected],
     is_context: bool,
@@ -23,13 +22,8 @@ pub fn content_parts(
         .iter()
         .flat_map(|s| {
             s.entries.iter().map(move |e| {
-                let path = match (s.rel.is_empty(), e.rel.is_empty()) {
-                    (true, true) => ".".to_string(),
-                    (true, false) => e.rel.clone(),
-                    (false, true) => s.rel.clone(),
-                    (false, false) => format!("{}/{}", s.rel, e.rel),
-                };
-                (path, e)
+                let path = s.path_of(e);
+                (if path.is_empty() { ".".into() } else { path }, e)
             })
         })
         .collect();
@@ -63,8 +57,6 @@ pub fn content_parts(
     for result in results {
         parts.extend(result?);
     }
-    // How the digests were computed: a change of it explains a miss better than every file.
-    parts.insert(DIGEST_SCHEME.to_string(), "blake3".to_string());
     Ok(parts)
 }
 

@@ -90,12 +90,7 @@ pub struct Reuse<'a> {
 }
 
 fn open_dir(path: &Path) -> Option<OwnedFd> {
-    rustix::fs::open(
-        path,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .ok()
+    crate::fsutil::open_root(path).ok()
 }
 
 /// Opens `rel` below `dir` (`O_PATH`: nothing is read, no device opened) without following
@@ -192,15 +187,9 @@ impl<'a> Reuse<'a> {
         Reuse::new(candidates, Some(cache))
     }
 
-    /// The context file's digest (a stat cache hit: the key already hashed it).
+    /// The context file's digest (the key already hashed it).
     fn context_digest(&self, entry: &Entry) -> Option<[u8; 32]> {
-        self.context?
-            .digest_bytes(
-                &entry.host,
-                &entry.meta,
-                crate::source_file::Origin::Context,
-            )
-            .ok()
+        self.context?.known_digest(&entry.meta)
     }
 
     /// The open file a copy of `entry` to `dest_path` may be linked to.
@@ -322,10 +311,7 @@ impl<'a> Reuse<'a> {
             return Ok(());
         }
         recorded.sort();
-        let path = manifest_path(layer_dir);
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, encode(&recorded))?;
-        std::fs::rename(&tmp, &path)
+        crate::fsutil::replace_file(&manifest_path(layer_dir), &encode(&recorded))
     }
 }
 

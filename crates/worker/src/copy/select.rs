@@ -21,7 +21,7 @@ use crate::fsutil::{fd_path, open_in_root, open_root};
 /// The version of the rules above. Key parts computed by a COPY from a committed snapshot are
 /// memoised beside it under this version (`LocalWorker::selection_memo`): bump it whenever the
 /// same op and files would now select something else, or hash to other parts (2: `--exclude`
-/// matches below each source; 3: BLAKE3 digests, and the parts name their scheme).
+/// matches below each source; 3: BLAKE3 digests).
 pub const RULES_VERSION: u32 = 3;
 
 /// Where sources are read from.
@@ -61,6 +61,15 @@ pub struct Entry {
 impl Selected {
     pub fn is_dir(&self) -> bool {
         self.entries.first().is_some_and(|e| e.meta.is_dir())
+    }
+
+    /// Where `entry`, one of this selection's, is in the source root ("" for the root).
+    pub fn path_of(&self, entry: &Entry) -> String {
+        if entry.rel.is_empty() {
+            self.rel.clone()
+        } else {
+            join(&self.rel, &entry.rel)
+        }
     }
 }
 
@@ -457,7 +466,8 @@ impl SourceRoot<'_> {
     }
 }
 
-fn join(base: &str, name: &str) -> String {
+/// `name` below `base` ("" for the root).
+pub(crate) fn join(base: &str, name: &str) -> String {
     if base.is_empty() {
         name.to_string()
     } else {

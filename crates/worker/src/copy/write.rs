@@ -342,13 +342,8 @@ fn copy_entry(
         let mut out = std::fs::File::from(out);
         std::io::copy(&mut source, &mut out).map_err(|e| fail("write", name, e))?;
         // What was copied is what the step's key hashed.
-        let verdict =
-            crate::source_file::check(&source, meta, origin).map_err(|e| fail("read", name, e))?;
-        if verdict == crate::source_file::Verdict::BytesUncertain {
-            let key_digest = options.digests.and_then(|d| d.known_digest(meta));
-            crate::source_file::verify_bytes(&out, key_digest)
-                .map_err(|e| fail("read", name, e))?;
-        }
+        crate::source_file::confirm(&source, meta, origin, &out, options.digests)
+            .map_err(|e| fail("read", name, e))?;
         let fd = OwnedFd::from(out);
         if needs_chown {
             rustix::fs::fchown(
